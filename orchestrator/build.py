@@ -1,0 +1,231 @@
+"""The build job that RQ runs: one container per build, from upload to a live preview.
+
+``run_build(build_id)`` is the RQ job function. It unpacks the upload into the build's
+workspace, decides the commands (orchestrator.plan), starts the container, follows its
+output (step markers and log lines) into the job record, and returns once the dev server
+answers on its published port. The preview container keeps running after the job ends.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from orchestrator import defaults
+from orchestrator.config import Settings, get_settings
+from orchestrator.exceptions import BuildFailed, OrchestratorError
+from orchestrator.markers import parse_marker
+from orchestrator.network import registry_access
+from orchestrator.plan import STEP_BY_NAME, make_plan
+from orchestrator.ports import PortPool, RedisPortStore
+from orchestrator.recorder import BuildRecorder
+from orchestrator.redis_conn import get_redis
+from orchestrator.runtime import ContainerSpec, ContainerState, Runtime
+from orchestrator.uploads import Limits, extract_upload
+from orchestrator.workspace import pack_for_container
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_EOF = object()
+
+
+def port_pool(settings: Settings) -> PortPool:
+    return PortPool(
+        RedisPortStore(get_redis()), range(settings.port_range_start, settings.port_range_end + 1)
+    )
+
+
+def step_timeout(settings: Settings, step: str) -> int:
+    return {
+        "install": settings.install_timeout,
+        "typecheck": settings.typecheck_timeout,
+        "serve": settings.serve_timeout,
+    }.get(step, 60)
+
+
+def failure_cause(lines: list[str]) -> str:
+    """The line of a step's output that best says what went wrong."""
+    text = [_ANSI.sub("", line).strip() for line in lines]
+    text = [line for line in text if line and not line.startswith("::orchestrator::")]
+    for line in reversed(text):
+        if re.search(r"\berror\b", line, re.IGNORECASE) and not line.lower().startswith(
+            ("npm error a complete log", "npm error this is probably")
+        ):
+            return line
+    return text[-1] if text else "no output"
+
+
+def failure_message(
+    step: str,
+    exit_code: int | None,
+    lines: list[str],
+    state: ContainerState | None,
+    memory_limit: str = defaults.MEMORY_LIMIT,
+) -> str:
+    """What a user reads when a step ends with a non-zero exit code."""
+    label = _label(step)
+    what = "the server exited" if step == "serve" else "failed"
+    if state is not None and state.oom_killed:
+        return f"{label} failed: ran out of memory ({_memory_text(memory_limit)} limit)"
+    if exit_code == 137:
+        return f"{label} failed: the process was killed (exit code 137), most likely out of memory"
+    return f"{label} {what} (exit code {exit_code}): {failure_cause(lines)}"
+
+
+@dataclass
+class Build:
+    """One run of the build job: what it holds so far, to clean up on failure."""
+
+    settings: Settings
+    runtime: Runtime
+    recorder: BuildRecorder
+    build_id: str
+    website_id: str
+    port: int | None = None
+    container_id: str | None = None
+
+    def run(self) -> str:
+        s = self.settings
+        self.recorder.start_step("extract")
+        workspace = s.workspaces_dir / self.build_id
+        limits = Limits(s.max_upload_bytes, s.max_unpacked_bytes, s.max_files)
+        extracted = extract_upload(s.uploads_dir / f"{self.build_id}.zip", workspace, limits)
+        self.recorder.log(f"Extracted {len(extracted.files)} files")
+        self.runtime.check()
+        self.port = port_pool(s).allocate(self.build_id)
+        plan = make_plan(extracted.files, extracted.package, self.port)
+        if plan.install:
+            self.recorder.log(f"Dependencies: {plan.install}")
+        if plan.typecheck.command:
+            self.recorder.log(f"Type check: {plan.typecheck.reason}")
+        access = registry_access(s)
+        for note in access.notes:
+            self.recorder.log(f"Registry: {note}")
+        env = {**plan.container_env(), **access.env, "PORT": str(self.port)}
+        if s.public_host not in ("localhost", "127.0.0.1"):
+            env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] = s.public_host
+        self.container_id = self.runtime.create_build_container(
+            ContainerSpec(self.build_id, self.website_id, self.port, env, access.extra_hosts)
+        )
+        self.recorder.update(
+            files_hash=extracted.files_hash, allocated_port=self.port, container_id=self.container_id
+        )
+        extra = {defaults.CONTAINER_CA_PATH: access.ca_bundle} if access.ca_bundle else {}
+        with pack_for_container(workspace, extra) as tar:
+            self.runtime.copy_in(self.container_id, tar)
+        self.runtime.start(self.container_id)
+        self.recorder.log(
+            f"Container {self.container_id[:12]} started (memory {s.memory_limit}, {s.nano_cpus / 1e9:g} CPU)"
+        )
+        if plan.install is None:
+            self.recorder.skip_step("install", "No package.json: nothing to install")
+        self.follow()
+        url = s.preview_url(self.port)
+        self.recorder.log(f"Preview live at {url}")
+        self.recorder.running(url)
+        return url
+
+    def follow(self) -> None:
+        """Read the container's output until the dev server answers, or a step fails."""
+        assert self.container_id and self.port
+        events: queue.Queue[object] = queue.Queue()
+
+        def pump() -> None:
+            for line in self.runtime.log_lines(self.container_id):  # type: ignore[arg-type]
+                events.put(line)
+            events.put(_EOF)
+
+        threading.Thread(target=pump, name=f"logs-{self.build_id[:8]}", daemon=True).start()
+        step, deadline, failed_code = "extract", time.monotonic() + 60.0, None
+        probe_at = 0.0
+        while True:
+            try:
+                item = events.get(timeout=0.25)
+            except queue.Empty:
+                item = None
+            if item is _EOF:
+                state = self.runtime.wait(self.container_id, timeout=10)
+                code = failed_code if failed_code is not None else (state.exit_code if state else None)
+                raise BuildFailed(
+                    step,
+                    failure_message(step, code, self.recorder.step_lines, state, self.settings.memory_limit),
+                )
+            if isinstance(item, str):
+                marker = parse_marker(item)
+                if marker is None:
+                    self.recorder.log(item)
+                elif marker.step in STEP_BY_NAME and marker.event == "start":
+                    step = marker.step
+                    self.recorder.start_step(step)
+                    deadline = time.monotonic() + step_timeout(self.settings, step)
+                elif marker.event == "skipped":
+                    self.recorder.skip_step(marker.step, marker.detail)
+                elif marker.event == "failed":
+                    failed_code = int(marker.detail) if marker.detail.isdigit() else None
+            if step == "serve" and time.monotonic() >= probe_at:
+                probe_at = time.monotonic() + 0.5
+                if self.answers():
+                    return
+            if time.monotonic() > deadline:
+                label = STEP_BY_NAME[step].label.lower()
+                raise BuildFailed(
+                    step, f"timed out while {label} after {step_timeout(self.settings, step)} s"
+                )
+
+    def answers(self) -> bool:
+        host = "127.0.0.1" if self.settings.preview_bind in ("0.0.0.0", "") else self.settings.preview_bind
+        try:
+            response = httpx.get(
+                f"http://{host}:{self.port}/",
+                timeout=2.0,
+                headers={"Host": f"{self.settings.public_host}:{self.port}"},
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 500
+
+    def clean_up(self) -> None:
+        if self.container_id:
+            try:
+                self.runtime.remove(self.container_id)
+            except OrchestratorError as exc:
+                self.recorder.log(f"Could not remove container {self.container_id[:12]}: {exc}")
+        if self.port is not None:
+            port_pool(self.settings).release(self.port, self.build_id)
+
+
+def run_build(build_id: str) -> str | None:
+    """RQ job: build one website and leave its preview running. Returns the preview URL."""
+    settings = get_settings()
+    recorder = BuildRecorder(build_id, settings.log_lines_kept)
+    record = recorder.begin()
+    if record is None:
+        return None  # cancelled or superseded while it waited
+    build = Build(settings, Runtime(settings), recorder, build_id, record.website_id)
+    try:
+        return build.run()
+    except BuildFailed as exc:
+        build.clean_up()
+        recorder.fail(exc.step, str(exc))
+    except OrchestratorError as exc:
+        build.clean_up()
+        recorder.fail(recorder.current_step, f"{_label(recorder.current_step)}: {exc}")
+    except Exception as exc:
+        build.clean_up()
+        recorder.fail(recorder.current_step, f"{_label(recorder.current_step)}: internal error: {exc!r}")
+        raise
+    return None
+
+
+def _memory_text(limit: str) -> str:
+    """'512m' → '512 MB', as Docker's limit reads to a person."""
+    found = re.fullmatch(r"(\d+)\s*([kmg]?)b?", limit.strip().lower())
+    return f"{found[1]} {found[2].upper()}B" if found else limit
+
+
+def _label(step: str | None) -> str:
+    return STEP_BY_NAME[step].label.lower() if step in STEP_BY_NAME else "build"

@@ -1,0 +1,94 @@
+"""Operator settings, read from the environment (prefix ``ORCHESTRATOR_``) in one typed place."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator import defaults
+
+
+def _default_ca_bundle() -> Path | None:
+    """The CA bundle the host's own Node trusts, when it is configured."""
+    value = os.environ.get("NODE_EXTRA_CA_CERTS")
+    return Path(value) if value else None
+
+
+def _default_registry() -> str:
+    return os.environ.get("npm_config_registry") or "https://registry.npmjs.org/"  # noqa: SIM112 (npm's own name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".orchestrator"))
+    """Uploads, workspaces and the SQLite database live here."""
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "ORCHESTRATOR_DATABASE_URL")
+    )
+    """SQLAlchemy URL; unset means SQLite in data_dir."""
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "ORCHESTRATOR_REDIS_URL"),
+    )
+
+    node_image: str = defaults.NODE_IMAGE
+    public_host: str = "localhost"
+    """Host name put in preview URLs; Vite is told to accept it."""
+    preview_bind: str = "127.0.0.1"
+    """Host address preview ports are published on (0.0.0.0 to share previews on the network)."""
+    port_range_start: int = defaults.PREVIEW_PORT_RANGE[0]
+    port_range_end: int = defaults.PREVIEW_PORT_RANGE[1]
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    npm_registry: str = Field(default_factory=_default_registry)
+    """Registry build containers install from; its host is resolved on this host."""
+    ca_bundle: Path | None = Field(default_factory=_default_ca_bundle)
+    """CA bundle copied into build containers and named by NODE_EXTRA_CA_CERTS."""
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+
+    memory_limit: str = defaults.MEMORY_LIMIT
+    nano_cpus: int = defaults.NANO_CPUS
+    pids_limit: int = defaults.PIDS_LIMIT
+
+    install_timeout: int = defaults.INSTALL_TIMEOUT
+    typecheck_timeout: int = defaults.TYPECHECK_TIMEOUT
+    serve_timeout: int = defaults.SERVE_TIMEOUT
+
+    log_lines_kept: int = defaults.LOG_LINES_KEPT
+    max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
+    max_unpacked_bytes: int = defaults.MAX_UNPACKED_BYTES
+    max_files: int = defaults.MAX_FILES
+
+    instance_id: str = "default"
+    """Names this orchestrator on labels, so that two installations on one engine keep apart."""
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'orchestrator.db').resolve()}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.data_dir / "workspaces"
+
+    def preview_url(self, port: int) -> str:
+        return f"http://{self.public_host}:{port}/"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

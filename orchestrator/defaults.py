@@ -1,0 +1,81 @@
+"""Every name, key, label and default limit the orchestrator uses, in one place.
+
+Settings that an operator may change live in :mod:`orchestrator.config` and take
+their defaults from here.
+"""
+
+NODE_IMAGE = "website-orchestrator/node:1"
+"""Tag of the image every build container runs (built by images/build.sh)."""
+
+IMAGE_CONTEXT_LABEL = "org.website-orchestrator.context-hash"
+"""Image label holding a hash of images/node/: a changed build context means a rebuild."""
+
+LABEL_NAMESPACE = "org.website-orchestrator"
+"""Prefix of every label put on our containers; `gc` finds ours with it."""
+
+BUILD_NETWORK = "website-orchestrator-builds"
+"""Docker network of build containers: no traffic between containers (icc off)."""
+
+QUEUE_NAME = "builds"
+"""RQ queue that carries build jobs."""
+
+REDIS_PREFIX = "website-orchestrator:"
+"""Prefix of the orchestrator's own Redis keys (RQ keeps its own ``rq:`` keys)."""
+
+PORT_KEY = REDIS_PREFIX + "port:"
+"""``PORT_KEY + str(port)`` holds the id of the build that owns that host port."""
+
+MIGRATION_LOCK_KEY = REDIS_PREFIX + "migrate-lock"
+"""Redis lock taken while the database schema is migrated, so that processes starting
+together do not migrate twice."""
+
+PREVIEW_PORT_RANGE = (41000, 41999)
+"""Host ports handed to previews, both ends included."""
+
+MEMORY_LIMIT = "512m"
+"""Memory limit of one build container."""
+
+NANO_CPUS = 250_000_000
+"""CPU limit of one build container: 25% of one CPU."""
+
+PIDS_LIMIT = 512
+"""Process limit of one build container (npm starts many, a fork bomb starts more)."""
+
+CONTAINER_USER = "1000:1000"
+"""The unprivileged user builds run as inside their container."""
+
+CONTAINER_WORKDIR = "/app"
+"""Where the uploaded files are copied inside the container."""
+
+CONTAINER_CA_PATH = "/home/builder/.orchestrator-ca.pem"
+"""Where the host's CA bundle is copied in the container (NODE_EXTRA_CA_CERTS)."""
+
+INSTALL_TIMEOUT = 600
+"""Seconds allowed for installing dependencies."""
+
+TYPECHECK_TIMEOUT = 300
+"""Seconds allowed for the type check."""
+
+SERVE_TIMEOUT = 120
+"""Seconds allowed for the development server to answer after it starts."""
+
+LOG_LINES_KEPT = 1000
+"""Log lines of one build kept in the database (the newest)."""
+
+LOG_LINE_MAX_CHARS = 2000
+"""A longer log line is cut to this length."""
+
+STATUS_LOG_LINES = 50
+"""Log lines returned by the build-status endpoint."""
+
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+"""Largest upload accepted (the zip, or all the files together)."""
+
+MAX_UNPACKED_BYTES = 500 * 1024 * 1024
+"""Largest total size of the files in an upload once unpacked."""
+
+MAX_FILES = 20_000
+"""Most files in one upload."""
+
+IGNORED_DIRS = frozenset({"node_modules", ".git"})
+"""Folders dropped from uploads: dependencies are installed by the build, history is not needed."""

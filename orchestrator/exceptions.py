@@ -1,0 +1,53 @@
+"""The orchestrator's errors, rooted at one class. The API maps them to status codes in
+api/errors.py."""
+
+
+class OrchestratorError(Exception):
+    """Something went wrong in the orchestrator."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidUpload(OrchestratorError):
+    """Raised when an upload cannot be built: the message says what to change."""
+
+
+class UploadTooLarge(InvalidUpload):
+    """Raised when an upload is over a size or file-count limit."""
+
+
+class NotFound(OrchestratorError):
+    """Raised when a website or build does not exist, or is not the caller's."""
+
+
+class Unauthorized(OrchestratorError):
+    """Raised when a request carries no valid token."""
+
+
+class InvalidTransition(OrchestratorError):
+    """Raised when a build is asked to move to a status its current one does not allow."""
+
+
+class ServiceUnavailable(OrchestratorError):
+    """Raised when Redis, the database or the Docker engine cannot be reached."""
+
+
+class RuntimeUnavailable(ServiceUnavailable):
+    """Raised when the Docker engine cannot be reached or the build image is missing."""
+
+
+class NoFreePort(OrchestratorError):
+    """Raised when every port of the preview range is taken."""
+
+
+class BuildFailed(OrchestratorError):
+    """Raised when a build step fails; carries the step and a cause a user can act on."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step

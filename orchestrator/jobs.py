@@ -1,0 +1,64 @@
+"""The RQ side: the build queue, enqueueing, and putting the database's queued builds back
+on the queue when Redis lost them (the database is the source of truth)."""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from sqlmodel import select
+
+from orchestrator import defaults
+from orchestrator.config import get_settings
+from orchestrator.db import session_scope
+from orchestrator.exceptions import ServiceUnavailable
+from orchestrator.models import BuildJob
+from orchestrator.redis_conn import get_redis
+from orchestrator.states import Status
+
+BUILD_FUNCTION = "orchestrator.build.run_build"
+
+
+def rq_job_id(build_id: str) -> str:
+    return f"build-{build_id}"
+
+
+def get_queue() -> Queue:
+    # JSON, not pickle: a pickled job read back from Redis would run code.
+    return Queue(
+        defaults.QUEUE_NAME, connection=get_redis(), serializer=JSONSerializer, default_timeout=job_timeout()
+    )
+
+
+def job_timeout() -> int:
+    s = get_settings()
+    return 60 + s.install_timeout + s.typecheck_timeout + s.serve_timeout
+
+
+def enqueue_build(build_id: str) -> None:
+    try:
+        get_queue().enqueue(
+            BUILD_FUNCTION,
+            build_id,
+            job_id=rq_job_id(build_id),
+            job_timeout=job_timeout(),
+            result_ttl=3600,
+            failure_ttl=7 * 86400,
+        )
+    except RedisError as exc:
+        raise ServiceUnavailable(
+            f"the build was saved but could not be queued (Redis: {exc}); it will be queued "
+            "when a worker starts"
+        ) from exc
+
+
+def requeue_lost() -> list[str]:
+    """Enqueue every build the database has as queued but Redis does not hold."""
+    with session_scope() as session:
+        queued = session.exec(select(BuildJob.id).where(BuildJob.status == Status.QUEUED)).all()
+    redis = get_redis()
+    lost = [b for b in queued if not Job.exists(rq_job_id(b), connection=redis)]
+    for build_id in lost:
+        enqueue_build(build_id)
+    return lost

@@ -1,0 +1,74 @@
+"""Database tables: API tokens, websites and their build jobs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from orchestrator.states import Status
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ApiToken(SQLModel, table=True):
+    """One caller of the API: a user or an admin. Only a hash of the token is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    role: str = Field(index=True)
+    token_hash: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Website(SQLModel, table=True):
+    __tablename__ = "websites"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    owner_id: int = Field(foreign_key="api_tokens.id", index=True)
+    name: str
+    type: str
+    build_job_id: str | None = Field(default=None)
+    """The newest build of this website."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class BuildJob(SQLModel, table=True):
+    __tablename__ = "build_jobs"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    website_id: str = Field(foreign_key="websites.id", index=True)
+    owner_id: int = Field(foreign_key="api_tokens.id", index=True)
+    project_type: str
+    status: str = Field(default=Status.PENDING.value, index=True)
+    priority: int = 0
+    progress: int = 0
+    current_step: str | None = None
+    logs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """The newest log lines (at most Settings.log_lines_kept)."""
+    error: str | None = None
+    error_step: str | None = None
+    allocated_port: int | None = None
+    preview_url: str | None = None
+    container_id: str | None = None
+    files_hash: str | None = None
+    steps: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Per step: {"startedAt", "endedAt", "status"} as ISO times, for estimates."""
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    """When the build ended: went live, failed or was cancelled."""
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

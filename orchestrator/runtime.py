@@ -1,0 +1,240 @@
+"""Every call to the Docker engine goes through here.
+
+Docker's errors are turned into the orchestrator's own (``RuntimeUnavailable``), removing
+something already gone counts as success, and every container we create carries the
+labels of :func:`labels`, so that ``gc`` can find all of ours with one filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from requests.exceptions import RequestException
+
+from orchestrator import defaults
+from orchestrator.config import Settings
+from orchestrator.exceptions import RuntimeUnavailable
+
+KIND_BUILD = "build"
+
+
+def labels(settings: Settings, *, build_id: str, website_id: str, kind: str = KIND_BUILD) -> dict[str, str]:
+    ns = defaults.LABEL_NAMESPACE
+    return {
+        f"{ns}.managed": "true",
+        f"{ns}.instance": settings.instance_id,
+        f"{ns}.kind": kind,
+        f"{ns}.build-id": build_id,
+        f"{ns}.website-id": website_id,
+    }
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    running: bool
+    exit_code: int | None
+    oom_killed: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    build_id: str
+    website_id: str
+    port: int
+    env: dict[str, str]
+    extra_hosts: dict[str, str]
+
+
+class Runtime:
+    """The Docker engine, as the orchestrator uses it."""
+
+    def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=60)
+            except DockerException as exc:
+                raise RuntimeUnavailable(f"the Docker engine cannot be reached: {exc}") from exc
+        return self._client
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (APIError, DockerException, RequestException) as exc:
+            if isinstance(exc, NotFound):
+                raise
+            raise RuntimeUnavailable(f"Docker failed to {what}: {exc}") from exc
+
+    # -- checks --------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise RuntimeUnavailable unless the engine answers and the build image exists."""
+        self._call("answer a ping", self.client.ping)
+        try:
+            self.client.images.get(self.settings.node_image)
+        except ImageNotFound as exc:
+            raise RuntimeUnavailable(
+                f"the build image {self.settings.node_image} is missing: build it with "
+                "'scripts/dev setup' (or images/build.sh)"
+            ) from exc
+        except (APIError, DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to inspect the build image: {exc}") from exc
+
+    def image_label(self, image: str, label: str) -> str | None:
+        try:
+            found = self.client.images.get(image)
+        except ImageNotFound:
+            return None
+        return (found.labels or {}).get(label)
+
+    def ensure_network(self) -> str:
+        """The network of build containers: outbound access, no traffic between containers."""
+        name = defaults.BUILD_NETWORK
+        try:
+            self.client.networks.get(name)
+        except NotFound:
+            try:
+                self.client.networks.create(
+                    name,
+                    driver="bridge",
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    labels={f"{defaults.LABEL_NAMESPACE}.managed": "true"},
+                )
+            except APIError as exc:
+                if exc.status_code != 409:  # created meanwhile by another worker
+                    raise RuntimeUnavailable(f"Docker failed to create network {name}: {exc}") from exc
+        except (APIError, DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to inspect network {name}: {exc}") from exc
+        return name
+
+    # -- build containers ----------------------------------------------------------
+
+    def create_build_container(self, spec: ContainerSpec) -> str:
+        """Create (not start) the container of one build, with its limits and hardening."""
+        s = self.settings
+        container = self._call(
+            "create the build container",
+            self.client.containers.create,
+            s.node_image,
+            name=f"wob-{spec.build_id[:12]}",
+            environment=spec.env,
+            labels=labels(s, build_id=spec.build_id, website_id=spec.website_id),
+            user=defaults.CONTAINER_USER,
+            working_dir=defaults.CONTAINER_WORKDIR,
+            mem_limit=s.memory_limit,
+            memswap_limit=s.memory_limit,  # no swap on top of the memory limit
+            nano_cpus=s.nano_cpus,
+            pids_limit=s.pids_limit,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            init=True,
+            network=self.ensure_network(),
+            extra_hosts=spec.extra_hosts,
+            ports={f"{spec.port}/tcp": (s.preview_bind, spec.port)},
+            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
+        )
+        return str(container.id)
+
+    def copy_in(self, container_id: str, tar: IO[bytes]) -> None:
+        """Extract a tar stream at / in the container (see workspace.pack_for_container)."""
+        self._call("copy the files into the container", self.client.api.put_archive, container_id, "/", tar)
+
+    def start(self, container_id: str) -> None:
+        self._call("start the build container", self.client.api.start, container_id)
+
+    def log_lines(self, container_id: str) -> Iterator[str]:
+        """The container's output line by line, following it until the container exits."""
+        stream = self._call(
+            "read the container's logs",
+            self.client.api.logs,
+            container_id,
+            stream=True,
+            follow=True,
+            stdout=True,
+            stderr=True,
+        )
+        pending = b""
+        try:
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace").rstrip("\r")
+        except (APIError, DockerException, RequestException):
+            return  # the container was removed while we read
+        if pending:
+            yield pending.decode("utf-8", "replace")
+
+    def state(self, container_id: str) -> ContainerState | None:
+        """The container's state, None when it no longer exists."""
+        try:
+            info = self._call("inspect the container", self.client.api.inspect_container, container_id)
+        except NotFound:
+            return None
+        state = info["State"]
+        running = bool(state.get("Running"))
+        return ContainerState(
+            running=running,
+            exit_code=None if running else state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            status=state.get("Status", ""),
+        )
+
+    def wait(self, container_id: str, timeout: float) -> ContainerState | None:
+        """Wait up to ``timeout`` seconds for the container to exit; its state then."""
+        try:
+            self.client.api.wait(container_id, timeout=timeout)
+        except NotFound:
+            return None
+        except (APIError, DockerException, RequestException):
+            pass
+        return self.state(container_id)
+
+    def limits(self, container_id: str) -> dict[str, int]:
+        info = self._call("inspect the container", self.client.api.inspect_container, container_id)
+        host = info["HostConfig"]
+        return {
+            "memory": host.get("Memory", 0),
+            "nano_cpus": host.get("NanoCpus", 0),
+            "pids_limit": host.get("PidsLimit") or 0,
+        }
+
+    def remove(self, container_id: str) -> None:
+        """Stop and remove a container; one already gone (or going) is not an error."""
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise RuntimeUnavailable(f"Docker failed to remove {container_id[:12]}: {exc}") from exc
+        except (DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to remove {container_id[:12]}: {exc}") from exc
+
+    def list_ours(self, *, all_instances: bool = False) -> list[dict[str, Any]]:
+        """Every container carrying our labels, running or not, as Docker describes it."""
+        ns = defaults.LABEL_NAMESPACE
+        wanted = [f"{ns}.managed=true"]
+        if not all_instances:
+            wanted.append(f"{ns}.instance={self.settings.instance_id}")
+        found = self._call("list containers", self.client.api.containers, all=True, filters={"label": wanted})
+        return list(found)
+
+    def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
+        """Run a command in a running container (used by tests and diagnostics)."""
+        result = self._call(
+            "run a command in the container",
+            self.client.containers.get(container_id).exec_run,
+            command,
+            user=defaults.CONTAINER_USER,
+        )
+        return int(result.exit_code), result.output.decode("utf-8", "replace")
