@@ -68,12 +68,16 @@ def failure_message(
 ) -> str:
     """What a user reads when a step ends with a non-zero exit code."""
     label = _label(step)
-    what = "the server exited" if step == "serve" else "failed"
     if state is not None and state.oom_killed:
         return f"{label} failed: ran out of memory ({_memory_text(memory_limit)} limit)"
     if exit_code == 137:
         return f"{label} failed: the process was killed (exit code 137), most likely out of memory"
-    return f"{label} {what} (exit code {exit_code}): {failure_cause(lines)}"
+    if step == "serve":
+        return (
+            f"{label} failed: the server exited before it answered "
+            f"(exit code {exit_code}): {failure_cause(lines)}"
+        )
+    return f"{label} failed (exit code {exit_code}): {failure_cause(lines)}"
 
 
 @dataclass

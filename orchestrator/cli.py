@@ -46,6 +46,19 @@ def _prepare(check_runtime: bool = True) -> None:
         _fail(exc)
 
 
+def _isolate_builds() -> None:
+    from orchestrator.firewall import ensure_host_isolation
+    from orchestrator.runtime import Runtime
+
+    try:
+        Runtime(get_settings()).ensure_network()
+    except OrchestratorError as exc:
+        _fail(exc)
+    warning = ensure_host_isolation()
+    if warning:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[Role, typer.Option(help="admin sees every website; user only their own")] = Role.USER,
@@ -89,6 +102,7 @@ def worker(
     from orchestrator.redis_conn import get_redis
 
     _prepare()
+    _isolate_builds()
     lost = requeue_lost()
     if lost:
         console.print(f"Re-queued {len(lost)} builds that the queue had lost.")

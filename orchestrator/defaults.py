@@ -16,6 +16,9 @@ LABEL_NAMESPACE = "org.website-orchestrator"
 BUILD_NETWORK = "website-orchestrator-builds"
 """Docker network of build containers: no traffic between containers (icc off)."""
 
+BUILD_BRIDGE = "wob0"
+"""Host interface of BUILD_NETWORK; the firewall refuses new connections from it to the host."""
+
 QUEUE_NAME = "builds"
 """RQ queue that carries build jobs."""
 

@@ -106,7 +106,10 @@ class Runtime:
                 self.client.networks.create(
                     name,
                     driver="bridge",
-                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    options={
+                        "com.docker.network.bridge.enable_icc": "false",
+                        "com.docker.network.bridge.name": defaults.BUILD_BRIDGE,
+                    },
                     labels={f"{defaults.LABEL_NAMESPACE}.managed": "true"},
                 )
             except APIError as exc:

@@ -157,10 +157,12 @@ def store_upload(uploads: list[tuple[str, IO[bytes]]], dest: Path, limits: Limit
                 )
         budget = limits.max_upload_bytes
         seen: set[str] = set()
+        dropped = 0
         with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as archive:
             for name, stream in uploads:
                 path = clean_path(name)
                 if path is None:
+                    dropped += 1
                     continue
                 if path in seen:
                     raise InvalidUpload(f"the file {path!r} appears twice in the upload")
@@ -169,7 +171,11 @@ def store_upload(uploads: list[tuple[str, IO[bytes]]], dest: Path, limits: Limit
                 budget -= _copy_limited(stream, buffer, budget, "the upload")
                 archive.writestr(zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
         with _open_zip(dest) as archive:
-            return inspect_zip(archive, limits)
+            summary = inspect_zip(archive, limits)
+        if dropped:
+            summary.ignored += dropped
+            summary.notes.append(f"ignored {dropped} files under node_modules/ or .git/")
+        return summary
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
