@@ -47,14 +47,19 @@ def step_timeout(settings: Settings, step: str) -> int:
     }.get(step, 60)
 
 
+_BOILERPLATE = re.compile(
+    r"^npm error (code \S+|\d+|a complete log.*|this is probably.*|\d+ note that you can also.*)?\s*$",
+    re.IGNORECASE,
+)
+
+
 def failure_cause(lines: list[str]) -> str:
-    """The line of a step's output that best says what went wrong."""
+    """The line of a step's output that best says what went wrong: the first error line that
+    is not boilerplate (tsc's first diagnostic, npm's first real complaint), else the last line."""
     text = [_ANSI.sub("", line).strip() for line in lines]
     text = [line for line in text if line and not line.startswith("::orchestrator::")]
-    for line in reversed(text):
-        if re.search(r"\berror\b", line, re.IGNORECASE) and not line.lower().startswith(
-            ("npm error a complete log", "npm error this is probably")
-        ):
+    for line in text:
+        if re.search(r"\berror\b", line, re.IGNORECASE) and not _BOILERPLATE.match(line):
             return line
     return text[-1] if text else "no output"
 

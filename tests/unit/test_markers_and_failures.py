@@ -49,3 +49,15 @@ def test_a_dead_server_is_said_so():
         "starting the development server failed: the server exited before it answered "
         "(exit code 1): Error: Cannot find module 'x'"
     )
+
+
+def test_npm_404_names_the_package():
+    lines = [
+        "npm error code E404",
+        "npm error 404 Not Found - GET https://registry.npmjs.org/wob-nope - Not found",
+        "npm error 404",
+        "npm error 404  'wob-nope@1.0.0' is not in this registry.",
+        "npm error 404 Note that you can also install from a",
+        "npm error 404 tarball, folder, http url, or git url.",
+    ]
+    assert failure_cause(lines) == "npm error 404 Not Found - GET https://registry.npmjs.org/wob-nope - Not found"

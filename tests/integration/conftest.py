@@ -1,0 +1,238 @@
+"""The real stack for integration tests: Redis, the Docker engine, the Node image, an API
+process and build workers, all isolated from a developer's own instance (own Redis database,
+data folder, instance label and port range)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import CI
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+WORKERS = 4
+TERMINAL = {"running", "failed", "cancelled", "stopped"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require(ok: bool, what: str) -> None:
+    """A missing service fails under CI (CI=true) and skips a local run."""
+    if ok:
+        return
+    message = f"{what} is not available; start it with 'scripts/dev setup'"
+    if CI:
+        pytest.fail(message + " (CI: a missing service is a failure)")
+    pytest.skip(message + " (locally skipped; under CI this fails)")
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    from orchestrator.config import get_settings
+    from orchestrator.db import get_engine
+    from orchestrator.redis_conn import get_redis
+
+    values = {
+        "ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "REDIS_URL": "redis://127.0.0.1:6379/14",
+        "ORCHESTRATOR_INSTANCE_ID": f"test-{uuid.uuid4().hex[:8]}",
+        "ORCHESTRATOR_PORT_RANGE_START": "42000",
+        "ORCHESTRATOR_PORT_RANGE_END": "42199",
+        "ORCHESTRATOR_API_PORT": str(free_port()),
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    for cached in (get_settings, get_engine, get_redis):
+        cached.cache_clear()
+    yield values
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    for cached in (get_settings, get_engine, get_redis):
+        cached.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def services(test_env: dict[str, str]) -> None:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from orchestrator.config import get_settings
+    from orchestrator.exceptions import RuntimeUnavailable
+    from orchestrator.runtime import Runtime
+
+    try:
+        Redis.from_url(test_env["REDIS_URL"], socket_connect_timeout=2).ping()
+        redis_ok = True
+    except RedisError:
+        redis_ok = False
+    require(redis_ok, "Redis at 127.0.0.1:6379")
+    try:
+        Runtime(get_settings()).check()
+        docker_ok = True
+    except RuntimeUnavailable:
+        docker_ok = False
+    require(docker_ok, "the Docker engine with the build image")
+    Redis.from_url(test_env["REDIS_URL"]).flushdb()
+
+
+@pytest.fixture(scope="session")
+def runtime(services: None):
+    from orchestrator.config import get_settings
+    from orchestrator.runtime import Runtime
+
+    return Runtime(get_settings())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def api_url(services: None, test_env: dict[str, str], runtime) -> Iterator[str]:
+    """A real API process and WORKERS real RQ workers."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    _cli("token", "create", "--role", "admin", "--name", "migrate-first")  # migrates once
+    logs = []
+    procs = []
+    for name, args in [("api", ["api"])] + [(f"worker-{i}", ["worker"]) for i in range(WORKERS)]:
+        log = (ARTIFACTS / f"{name}.log").open("w")
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.cli", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        )
+    url = f"http://127.0.0.1:{test_env['ORCHESTRATOR_API_PORT']}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or procs[0].poll() is not None:
+            pytest.fail(f"the API did not start; see {ARTIFACTS / 'api.log'}")
+        time.sleep(0.2)
+    yield url
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    for log in logs:
+        log.close()
+    for container in runtime.list_ours():
+        runtime.remove(container["Id"])
+
+
+def make_token(role: str, name: str) -> str:
+    return _cli("token", "create", "--role", role, "--name", name).stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def admin(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=api_url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {make_token('admin', 'tests-admin')}"},
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """create-vite's templates, from the npm registry (`npm pack create-vite`)."""
+    where = tmp_path_factory.mktemp("create-vite")
+    require(shutil.which("npm") is not None, "npm")
+    subprocess.run(["npm", "pack", "--silent", "create-vite"], cwd=where, check=True, capture_output=True)
+    with tarfile.open(next(where.glob("create-vite-*.tgz"))) as tar:
+        tar.extractall(where, filter="data")
+    return where / "package"
+
+
+@dataclass
+class Watched:
+    """A build followed by polling its status every 0.2 s from the moment it was uploaded."""
+
+    client: httpx.Client
+    website_id: str
+    job_id: str
+    response: dict
+    received_at: float
+    history: list[dict] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def follow(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.client.get(f"/api/websites/{self.website_id}/build-status").json()
+            self.history.append(status)
+            if status["status"] in TERMINAL:
+                break
+            time.sleep(0.2)
+        self.done.set()
+
+    def wait(self, timeout: float = 300) -> dict:
+        assert self.done.wait(timeout), f"build {self.job_id} did not end in {timeout} s"
+        return self.history[-1]
+
+    def record(self) -> dict:
+        return self.client.get(f"/api/builds/{self.job_id}").json()
+
+
+def upload(
+    client: httpx.Client, files: list[tuple[str, bytes]], name: str | None = None, follow_for: float = 300
+) -> Watched:
+    response = client.post(
+        "/api/websites", files=[("files", f) for f in files], data={"name": name} if name else None
+    )
+    received = time.time()
+    assert response.status_code == 202, response.text
+    body = response.json()
+    watched = Watched(client, body["website"]["id"], body["website"]["buildJobId"], body, received)
+    threading.Thread(target=watched.follow, args=(follow_for,), daemon=True).start()
+    return watched
+
+
+def zip_dir(path: Path, prefix: str = "") -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_file():
+                archive.write(file, prefix + file.relative_to(path).as_posix())
+    return buffer.getvalue()
