@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 import stat
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -133,7 +133,7 @@ def _copy_limited(src: IO[bytes], dst: IO[bytes], limit: int, what: str) -> int:
     return copied
 
 
-def store_upload(uploads: list[tuple[str, IO[bytes]]], dest: Path, limits: Limits) -> UploadSummary:
+def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: Limits) -> UploadSummary:
     """Store an upload as ``dest`` (a zip) and return what it holds.
 
     ``uploads`` is either a single ``.zip`` or many files named by their relative paths.
@@ -221,10 +221,6 @@ def extract_upload(archive_path: Path, dest: Path, limits: Limits) -> Extracted:
                     out.write(chunk)
             digests.append((path, digest.hexdigest()))
     whole = hashlib.sha256()
-    for path, digest in sorted(digests):
-        whole.update(f"{path}\0{digest}\n".encode())
+    for path, hexdigest in sorted(digests):
+        whole.update(f"{path}\0{hexdigest}\n".encode())
     return Extracted(sorted(p for p, _ in digests), whole.hexdigest(), summary.package)
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -3,6 +3,7 @@ that only show a caller what is theirs (admins see everything)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import IO
 
@@ -17,7 +18,7 @@ from orchestrator.states import Status, check_transition
 from orchestrator.uploads import Limits, store_upload
 
 
-def _default_name(uploads: list[tuple[str, IO[bytes]]], package: dict | None) -> str:
+def _default_name(uploads: Sequence[tuple[str, IO[bytes]]], package: dict | None) -> str:
     if package and isinstance(package.get("name"), str) and package["name"].strip():
         return package["name"].strip()[:100]
     if len(uploads) == 1 and uploads[0][0].lower().endswith(".zip"):
@@ -29,7 +30,7 @@ def create_website(
     session: Session,
     settings: Settings,
     owner: ApiToken,
-    uploads: list[tuple[str, IO[bytes]]],
+    uploads: Sequence[tuple[str, IO[bytes]]],
     name: str | None = None,
 ) -> tuple[Website, BuildJob]:
     """Store the upload, record the website and its first build, and queue the build.

@@ -60,4 +60,7 @@ def test_npm_404_names_the_package():
         "npm error 404 Note that you can also install from a",
         "npm error 404 tarball, folder, http url, or git url.",
     ]
-    assert failure_cause(lines) == "npm error 404 Not Found - GET https://registry.npmjs.org/wob-nope - Not found"
+    assert (
+        failure_cause(lines)
+        == "npm error 404 Not Found - GET https://registry.npmjs.org/wob-nope - Not found"
+    )
