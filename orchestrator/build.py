@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ class Build:
         extra = {defaults.CONTAINER_CA_PATH: access.ca_bundle} if access.ca_bundle else {}
         with pack_for_container(workspace, extra) as tar:
             self.runtime.copy_in(self.container_id, tar)
+        shutil.rmtree(workspace, ignore_errors=True)  # the container has the files; the upload stays
         self.runtime.start(self.container_id)
         self.recorder.log(
             f"Container {self.container_id[:12]} started (memory {s.memory_limit}, {s.nano_cpus / 1e9:g} CPU)"
@@ -198,6 +200,7 @@ class Build:
         return response.status_code < 500
 
     def clean_up(self) -> None:
+        shutil.rmtree(self.settings.workspaces_dir / self.build_id, ignore_errors=True)
         if self.container_id:
             try:
                 self.runtime.remove(self.container_id)
