@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlmodel import select
 
@@ -53,12 +54,25 @@ def enqueue_build(build_id: str) -> None:
         ) from exc
 
 
+_DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
 def requeue_lost() -> list[str]:
-    """Enqueue every build the database has as queued but Redis does not hold."""
+    """Enqueue every build the database has as queued but Redis does not hold as waiting or
+    running (Redis restarted without its data, or a job ended without taking the build)."""
     with session_scope() as session:
         queued = session.exec(select(BuildJob.id).where(BuildJob.status == Status.QUEUED)).all()
     redis = get_redis()
-    lost = [b for b in queued if not Job.exists(rq_job_id(b), connection=redis)]
-    for build_id in lost:
+    lost = []
+    for build_id in queued:
+        try:
+            job = Job.fetch(rq_job_id(build_id), connection=redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            job = None
+        if job is not None and job.get_status(refresh=False) not in _DONE:
+            continue
+        if job is not None:
+            job.delete()
         enqueue_build(build_id)
+        lost.append(build_id)
     return lost

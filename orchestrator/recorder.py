@@ -12,6 +12,7 @@ from datetime import datetime
 
 from orchestrator import defaults
 from orchestrator.db import session_scope
+from orchestrator.exceptions import NotFound
 from orchestrator.models import BuildJob, utcnow
 from orchestrator.plan import READY, STEP_BY_NAME
 from orchestrator.states import Status, check_transition
@@ -40,7 +41,12 @@ class BuildRecorder:
         """queued → building. None when the build is no longer queued (cancelled, say)."""
         with session_scope() as session:
             build = session.get(BuildJob, self.build_id)
-            if build is None or build.status != Status.QUEUED:
+            if build is None:
+                raise NotFound(
+                    f"build {self.build_id} is not in this worker's database: the worker and the "
+                    "API must share one DATABASE_URL (and ORCHESTRATOR_DATA_DIR)"
+                )
+            if build.status != Status.QUEUED:
                 return None
             build.status = check_transition(build.status, Status.BUILDING)
             build.started_at = build.updated_at = utcnow()

@@ -236,3 +236,11 @@ def zip_dir(path: Path, prefix: str = "") -> bytes:
             if file.is_file():
                 archive.write(file, prefix + file.relative_to(path).as_posix())
     return buffer.getvalue()
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (installed by scripts/dev): no browser download."""
+    path = shutil.which("chromium")
+    require(path is not None, "chromium (Debian package)")
+    assert path is not None
+    return path

@@ -198,3 +198,25 @@ def test_static_sites_go_live_side_by_side_on_their_own_ports(builds: dict[str, 
     assert builds["static-folder"].response["website"]["name"] == "folder upload"
     steps = builds["static-folder"].record()["steps"]
     assert steps["install"]["status"] == steps["typecheck"]["status"] == "skipped"
+
+
+def test_the_preview_works_in_a_real_browser(builds: dict[str, Watched]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.conftest import ARTIFACTS, chromium_path
+
+    final = builds["react-ts"].wait()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(final["previewUrl"])
+        button = page.locator("#root button").first
+        button.wait_for(timeout=30_000)
+        button.click()
+        assert "Count is 1" in page.inner_text("#root")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "react-ts-preview.png")
+        browser.close()

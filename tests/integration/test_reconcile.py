@@ -1,0 +1,51 @@
+"""The database is the source of truth: a queued build that Redis lost is queued again."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_queued_build_missing_from_redis_is_requeued_and_built(admin) -> None:
+    from orchestrator.db import session_scope
+    from orchestrator.jobs import requeue_lost, rq_job_id
+    from orchestrator.models import ApiToken, BuildJob, Website
+    from orchestrator.redis_conn import get_redis
+
+    with session_scope() as session:
+        owner = session.exec(select(ApiToken)).first()
+        assert owner is not None and owner.id is not None
+        site = Website(owner_id=owner.id, name="lost", type="static")
+        session.add(site)
+        session.flush()
+        build = BuildJob(website_id=site.id, owner_id=owner.id, project_type="static", status="queued")
+        session.add(build)
+        session.flush()
+        site.build_job_id = build.id
+        build_id, site_id = build.id, site.id
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.html", "<h1>found again</h1>")
+    uploads = Path(os.environ["ORCHESTRATOR_DATA_DIR"]) / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    (uploads / f"{build_id}.zip").write_bytes(buffer.getvalue())
+    assert not get_redis().exists(f"rq:job:{rq_job_id(build_id)}")
+
+    assert build_id in requeue_lost()
+    assert build_id not in requeue_lost()  # now held by Redis: not queued twice
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = admin.get(f"/api/websites/{site_id}/build-status").json()
+        if status["status"] in ("running", "failed"):
+            break
+        time.sleep(0.3)
+    assert status["status"] == "running", status
