@@ -37,6 +37,26 @@ class BuildStatus(CamelModel):
     preview_url: str | None
     error: str | None
     estimated_time_remaining: float | None
+    error_step: str | None = None
+    queue_position: int | None = None
+    """1 = next to start; set while queued."""
+    project_type: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class BuildSummary(CamelModel):
+    id: str
+    website_id: str
+    project_type: str
+    status: str
+    progress: int
+    current_step: str | None
+    error: str | None
+    preview_url: str | None
+    created_at: datetime
+    completed_at: datetime | None
 
 
 class BuildPublic(CamelModel):

@@ -28,6 +28,15 @@ REDIS_PREFIX = "website-orchestrator:"
 PORT_KEY = REDIS_PREFIX + "port:"
 """``PORT_KEY + str(port)`` holds the id of the build that owns that host port."""
 
+EVENTS_KEY = REDIS_PREFIX + "events:"
+"""``EVENTS_KEY + build_id`` is the Redis stream of one build's events (status, progress, logs)."""
+
+EVENTS_KEPT = 5000
+"""Events kept in one build's stream (older ones are trimmed; the database keeps the record)."""
+
+EVENTS_TTL = 7 * 24 * 3600
+"""Seconds a finished build's event stream is kept."""
+
 MIGRATION_LOCK_KEY = REDIS_PREFIX + "migrate-lock"
 """Redis lock taken while the database schema is migrated, so that processes starting
 together do not migrate twice."""

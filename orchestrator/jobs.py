@@ -76,3 +76,12 @@ def requeue_lost() -> list[str]:
         enqueue_build(build_id)
         lost.append(build_id)
     return lost
+
+
+def queue_position(build_id: str) -> int | None:
+    """1 for the next build a worker takes; None when the build is not waiting in the queue."""
+    try:
+        position = get_queue().get_job_position(rq_job_id(build_id))
+    except RedisError:
+        return None
+    return None if position is None else position + 1

@@ -1,25 +1,46 @@
-"""Writes one build's progress to the database: status moves, steps, progress, log lines.
+"""Writes one build's progress: status moves, steps, progress and log lines go to the database
+(the record) and, as events, to the build's Redis stream (for live watchers).
 
 Log lines are buffered and written at most every ``flush_interval`` seconds; only the newest
 ``Settings.log_lines_kept`` are kept, each cut to LOG_LINE_MAX_CHARS, so a noisy build
-cannot bloat the database.
+cannot bloat the database. Pending lines are always written before a step or status event,
+so watchers see everything in order.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
-from orchestrator import defaults
+from orchestrator import defaults, events
 from orchestrator.db import session_scope
 from orchestrator.exceptions import NotFound
 from orchestrator.models import BuildJob, utcnow
 from orchestrator.plan import READY, STEP_BY_NAME
+from orchestrator.redis_conn import get_redis
 from orchestrator.states import Status, check_transition
 
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
+
+
+def status_event(build: BuildJob) -> dict[str, object]:
+    """The data of a status event: what a watcher needs to show the build's state."""
+    return {
+        "status": build.status,
+        "progress": build.progress,
+        "currentStep": build.current_step,
+        "error": build.error,
+        "errorStep": build.error_step,
+        "previewUrl": build.preview_url,
+    }
+
+
+def publish_status(build: BuildJob) -> None:
+    events.publish(get_redis(), build.id, [(events.STATUS, status_event(build))])
 
 
 class BuildRecorder:
@@ -35,10 +56,8 @@ class BuildRecorder:
         self.step_lines: list[str] = []
         """Log lines of the current step (the newest ones), to explain a failure."""
 
-    # -- status ----------------------------------------------------------------
-
-    def begin(self) -> BuildJob | None:
-        """queued → building. None when the build is no longer queued (cancelled, say)."""
+    @contextmanager
+    def _build(self) -> Iterator[BuildJob]:
         with session_scope() as session:
             build = session.get(BuildJob, self.build_id)
             if build is None:
@@ -46,47 +65,55 @@ class BuildRecorder:
                     f"build {self.build_id} is not in this worker's database: the worker and the "
                     "API must share one DATABASE_URL (and ORCHESTRATOR_DATA_DIR)"
                 )
-            if build.status != Status.QUEUED:
-                return None
-            build.status = check_transition(build.status, Status.BUILDING)
-            build.started_at = build.updated_at = utcnow()
-            session.add(build)
-            return build
-
-    def update(self, **fields: object) -> None:
-        with session_scope() as session:
-            build = session.get(BuildJob, self.build_id)
-            assert build is not None
-            for key, value in fields.items():
-                setattr(build, key, value)
+            yield build
             build.updated_at = utcnow()
             session.add(build)
 
+    # -- status ----------------------------------------------------------------
+
+    def begin(self) -> BuildJob | None:
+        """queued → building. None when the build is no longer queued (cancelled, say)."""
+        with self._build() as build:
+            if build.status != Status.QUEUED:
+                return None
+            build.status = check_transition(build.status, Status.BUILDING)
+            build.started_at = utcnow()
+        publish_status(build)
+        return build
+
+    def update(self, **fields: object) -> None:
+        with self._build() as build:
+            for key, value in fields.items():
+                setattr(build, key, value)
+
     def running(self, preview_url: str) -> None:
         self.end_step("ok")
-        self.flush()
-        with session_scope() as session:
-            build = session.get(BuildJob, self.build_id)
-            assert build is not None
-            build.status = check_transition(build.status, Status.RUNNING)
-            build.progress, build.current_step = READY.progress, READY.label
-            build.preview_url = preview_url
-            build.completed_at = build.updated_at = utcnow()
-            session.add(build)
+        self._change_status(
+            Status.RUNNING,
+            lambda b: setattr(b, "preview_url", preview_url),
+            progress=READY.progress,
+            current_step=READY.label,
+        )
 
     def fail(self, step: str | None, message: str) -> None:
         if self.current_step:
             self.end_step("failed")
         self.log(f"Build failed: {message}")
+
+        def record(build: BuildJob) -> None:
+            build.error, build.error_step, build.allocated_port = message, step, None
+
+        self._change_status(Status.FAILED, record)
+
+    def _change_status(self, status: Status, change: Callable[[BuildJob], None], **fields: object) -> None:
         self.flush()
-        with session_scope() as session:
-            build = session.get(BuildJob, self.build_id)
-            assert build is not None
-            build.status = check_transition(build.status, Status.FAILED)
-            build.error, build.error_step = message, step
-            build.completed_at = build.updated_at = utcnow()
-            build.allocated_port = None
-            session.add(build)
+        with self._build() as build:
+            build.status = check_transition(build.status, status)
+            build.completed_at = utcnow()
+            for key, value in fields.items():
+                setattr(build, key, value)
+            change(build)
+        publish_status(build)
 
     # -- steps -----------------------------------------------------------------
 
@@ -100,16 +127,19 @@ class BuildRecorder:
         step = STEP_BY_NAME[name]
         self.current_step = name
         self.step_lines = []
-        with session_scope() as session:
-            build = session.get(BuildJob, self.build_id)
-            assert build is not None
-            steps = dict(build.steps)
-            steps[name] = {"startedAt": _iso(utcnow()), "endedAt": None, "status": "running"}
-            build.steps = steps
+        with self._build() as build:
+            build.steps = {
+                **build.steps,
+                name: {"startedAt": _iso(utcnow()), "endedAt": None, "status": "running"},
+            }
             build.progress = max(build.progress, step.progress)
             build.current_step = step.label
-            build.updated_at = utcnow()
-            session.add(build)
+            progress = build.progress
+        events.publish(
+            get_redis(),
+            self.build_id,
+            [(events.PROGRESS, {"progress": progress, "currentStep": step.label, "step": name})],
+        )
 
     def end_step(self, status: str) -> None:
         if not self.current_step:
@@ -123,13 +153,8 @@ class BuildRecorder:
         self._set_step(name, startedAt=now, endedAt=now, status="skipped")
 
     def _set_step(self, name: str, **values: object) -> None:
-        with session_scope() as session:
-            build = session.get(BuildJob, self.build_id)
-            assert build is not None
-            steps = dict(build.steps)
-            steps[name] = {**steps.get(name, {}), **values}
-            build.steps = steps
-            session.add(build)
+        with self._build() as build:
+            build.steps = {**build.steps, name: {**build.steps.get(name, {}), **values}}
 
     # -- logs ------------------------------------------------------------------
 
@@ -145,9 +170,6 @@ class BuildRecorder:
         if not self._pending:
             return
         lines, self._pending = self._pending, []
-        with session_scope() as session:
-            build = session.get(BuildJob, self.build_id)
-            assert build is not None
+        with self._build() as build:
             build.logs = (list(build.logs) + lines)[-self.lines_kept :]
-            build.updated_at = utcnow()
-            session.add(build)
+        events.publish(get_redis(), self.build_id, [(events.LOG, {"line": line}) for line in lines])

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from orchestrator import defaults
@@ -38,3 +39,9 @@ def migration_lock() -> Iterator[None]:
     finally:
         if acquired:
             lock.release()
+
+
+@lru_cache
+def get_async_redis() -> AsyncRedis:
+    """The asyncio client the API follows event streams with."""
+    return AsyncRedis.from_url(get_settings().redis_url, socket_connect_timeout=5, health_check_interval=30)

@@ -1,8 +1,9 @@
-"""Websites and their builds as callers see them: creation from an upload, and look-ups
-that only show a caller what is theirs (admins see everything)."""
+"""Websites and their builds as callers see them: creation from an upload, rebuilds, estimates,
+and look-ups that only show a caller what is theirs (admins see everything)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import IO
@@ -11,11 +12,16 @@ from sqlmodel import Session, col, select
 
 from orchestrator.auth import is_admin
 from orchestrator.config import Settings
-from orchestrator.exceptions import NotFound
+from orchestrator.estimate import remaining_seconds, step_durations, typical_durations
+from orchestrator.exceptions import InvalidUpload, NotFound
 from orchestrator.jobs import enqueue_build
-from orchestrator.models import ApiToken, BuildJob, Website, new_id
+from orchestrator.models import ApiToken, BuildJob, Website, new_id, utcnow
+from orchestrator.recorder import publish_status
 from orchestrator.states import Status, check_transition
 from orchestrator.uploads import Limits, store_upload
+
+HISTORY_SAME_SITE = 10
+HISTORY_SAME_TYPE = 20
 
 
 def _default_name(uploads: Sequence[tuple[str, IO[bytes]]], package: dict | None) -> str:
@@ -24,6 +30,24 @@ def _default_name(uploads: Sequence[tuple[str, IO[bytes]]], package: dict | None
     if len(uploads) == 1 and uploads[0][0].lower().endswith(".zip"):
         return PurePosixPath(uploads[0][0].replace("\\", "/")).stem[:100] or "website"
     return "website"
+
+
+def _queue_new_build(session: Session, website: Website, build_id: str, notes: list[str]) -> BuildJob:
+    """Record a queued build of ``website`` (its upload already stored) and enqueue it."""
+    build = BuildJob(
+        id=build_id, website_id=website.id, owner_id=website.owner_id, project_type=website.type, logs=notes
+    )
+    session.add(build)
+    session.flush()
+    build.status = check_transition(build.status, Status.QUEUED)
+    build.current_step = "Queued"
+    website.build_job_id = build.id
+    session.add(build)
+    session.add(website)
+    session.commit()
+    publish_status(build)
+    enqueue_build(build.id)
+    return build
 
 
 def create_website(
@@ -49,29 +73,27 @@ def create_website(
             owner_id=owner.id,
             name=(name or "").strip()[:100] or _default_name(uploads, summary.package),
             type=summary.project_type.value,
-            build_job_id=build_id,
         )
         session.add(website)
         session.flush()
-        build = BuildJob(
-            id=build_id,
-            website_id=website.id,
-            owner_id=owner.id,
-            project_type=summary.project_type.value,
-            logs=list(summary.notes),
-        )
-        session.add(build)
-        session.flush()
-        build.status = check_transition(build.status, Status.QUEUED)
-        build.current_step = "Queued"
-        session.add(build)
-        session.commit()
     except BaseException:
         session.rollback()
         archive.unlink(missing_ok=True)
         raise
-    enqueue_build(build.id)
-    return website, build
+    return website, _queue_new_build(session, website, build_id, list(summary.notes))
+
+
+def rebuild_website(
+    session: Session, settings: Settings, principal: ApiToken, website_id: str
+) -> tuple[Website, BuildJob]:
+    """A new build of the files of the website's newest build."""
+    website = get_website(session, principal, website_id)
+    source = settings.uploads_dir / f"{website.build_job_id}.zip"
+    if not source.exists():
+        raise InvalidUpload("the files of this website are no longer kept: upload it again")
+    build_id = new_id()
+    shutil.copyfile(source, settings.uploads_dir / f"{build_id}.zip")
+    return website, _queue_new_build(session, website, build_id, [f"Rebuild of build {website.build_job_id}"])
 
 
 def _visible(principal: ApiToken, owner_id: int) -> bool:
@@ -99,5 +121,33 @@ def list_websites(session: Session, principal: ApiToken) -> list[Website]:
     return list(session.exec(query).all())
 
 
+def list_builds(
+    session: Session, principal: ApiToken, website_id: str | None = None, limit: int = 50
+) -> list[BuildJob]:
+    query = select(BuildJob).order_by(col(BuildJob.created_at).desc()).limit(limit)
+    if website_id is not None:
+        query = query.where(BuildJob.website_id == website_id)
+    if not is_admin(principal):
+        query = query.where(BuildJob.owner_id == principal.id)
+    return list(session.exec(query).all())
+
+
 def latest_build(session: Session, website: Website) -> BuildJob | None:
     return session.get(BuildJob, website.build_job_id) if website.build_job_id else None
+
+
+def estimate(session: Session, build: BuildJob) -> float | None:
+    """Seconds until the preview is live, from the step timings of earlier successful builds:
+    of this website when it has some, else of every website of its type."""
+    done = col(BuildJob.status).in_([Status.RUNNING.value, Status.STOPPED.value])
+    same_site = select(BuildJob.steps).where(
+        done, BuildJob.website_id == build.website_id, BuildJob.id != build.id
+    )
+    history = session.exec(same_site.order_by(col(BuildJob.created_at).desc()).limit(HISTORY_SAME_SITE)).all()
+    if not history:
+        same_type = select(BuildJob.steps).where(done, BuildJob.project_type == build.project_type)
+        history = session.exec(
+            same_type.order_by(col(BuildJob.created_at).desc()).limit(HISTORY_SAME_TYPE)
+        ).all()
+    typical = typical_durations(step_durations(steps) for steps in history)
+    return remaining_seconds(typical, build.status, build.steps, utcnow())

@@ -1,13 +1,73 @@
-from fastapi import APIRouter
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import PrincipalDep, SessionDep
-from api.schemas import BuildPublic
-from orchestrator.websites import get_build
+from api.routes.websites import status_of
+from api.schemas import BuildPublic, BuildStatus, BuildSummary
+from orchestrator import events
+from orchestrator.db import session_scope
+from orchestrator.models import BuildJob
+from orchestrator.recorder import status_event
+from orchestrator.redis_conn import get_async_redis
+from orchestrator.websites import get_build, list_builds
 
 router = APIRouter(prefix="/api/builds", tags=["builds"])
+
+
+@router.get("", response_model=list[BuildSummary], response_model_by_alias=True)
+def builds(
+    session: SessionDep,
+    principal: PrincipalDep,
+    website_id: Annotated[str | None, Query(alias="websiteId")] = None,
+) -> list[BuildSummary]:
+    """The caller's builds, newest first (of one website with ?websiteId=)."""
+    return [BuildSummary.model_validate(b) for b in list_builds(session, principal, website_id)]
 
 
 @router.get("/{job_id}", response_model=BuildPublic, response_model_by_alias=True)
 def build(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildPublic:
     """The whole job record, logs included (the newest lines kept)."""
     return BuildPublic.model_validate(get_build(session, principal, job_id))
+
+
+@router.get("/{job_id}/status", response_model=BuildStatus, response_model_by_alias=True)
+def build_status(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
+    """The same answer as the website's build-status, for any build."""
+    return status_of(session, get_build(session, principal, job_id))
+
+
+def _final_status(build_id: str) -> dict[str, Any] | None:
+    with session_scope() as session:
+        build = session.get(BuildJob, build_id)
+        if build is None or build.status not in events.END_STATUSES:
+            return None
+        return status_event(build)
+
+
+@router.get("/{job_id}/events")
+def build_events(
+    job_id: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[str | None, Query(description="Same as the Last-Event-ID header")] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: ``status``, ``progress`` and ``log`` events in order, each with an id.
+    Reconnect with ``Last-Event-ID`` to get only what was missed. The stream ends after the
+    build goes live or ends."""
+    build_id = get_build(session, principal, job_id).id
+
+    async def is_over() -> dict[str, Any] | None:
+        return await run_in_threadpool(_final_status, build_id)
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        async for event in events.follow(get_async_redis(), build_id, last_event_id or after, is_over):
+            message = {"event": event.type, "data": json.dumps(event.data)}
+            yield {**message, "id": event.id} if event.id else message
+
+    return EventSourceResponse(stream(), ping=15)

@@ -193,19 +193,28 @@ class Watched:
     received_at: float
     history: list[dict] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
     def follow(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.client.get(f"/api/websites/{self.website_id}/build-status").json()
-            self.history.append(status)
-            if status["status"] in TERMINAL:
-                break
-            time.sleep(0.2)
-        self.done.set()
+        try:
+            while time.monotonic() < deadline:
+                response = self.client.get(f"/api/builds/{self.job_id}/status")
+                assert response.status_code == 200, response.text
+                status = response.json()
+                self.history.append(status)
+                if status["status"] in TERMINAL:
+                    break
+                time.sleep(0.2)
+        except BaseException as exc:  # reported by wait(), in the test's own thread
+            self.error = exc
+        finally:
+            self.done.set()
 
     def wait(self, timeout: float = 300) -> dict:
         assert self.done.wait(timeout), f"build {self.job_id} did not end in {timeout} s"
+        if self.error is not None:
+            raise AssertionError(f"following build {self.job_id} failed: {self.error!r}") from self.error
         return self.history[-1]
 
     def record(self) -> dict:

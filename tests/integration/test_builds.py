@@ -220,3 +220,30 @@ def test_the_preview_works_in_a_real_browser(builds: dict[str, Watched]) -> None
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "react-ts-preview.png")
         browser.close()
+
+
+def test_rebuild_estimate_is_within_half_of_the_real_time(
+    builds: dict[str, Watched], admin: httpx.Client
+) -> None:
+    import threading
+    import time
+
+    first = builds["react-ts"]
+    assert first.wait()["status"] == "running"
+    started = time.time()
+    response = admin.post(f"/api/websites/{first.website_id}/rebuild")
+    assert response.status_code == 202, response.text
+    job = response.json()["website"]["buildJobId"]
+    assert job != first.job_id
+    rebuilt = Watched(admin, first.website_id, job, response.json(), time.time())
+    threading.Thread(target=rebuilt.follow, args=(300,), daemon=True).start()
+    final = rebuilt.wait()
+    took = time.time() - started
+    assert final["status"] == "running", final
+    estimates = [
+        h["estimatedTimeRemaining"] for h in rebuilt.history if h["status"] in ("queued", "building")
+    ]
+    assert estimates and estimates[0] is not None
+    print(f"rebuild: estimated {estimates[0]:.1f} s at the start, took {took:.1f} s")
+    assert abs(estimates[0] - took) <= 0.5 * took
+    assert admin.get(f"/api/websites/{first.website_id}").json()["buildJobId"] == job

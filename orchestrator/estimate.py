@@ -1,0 +1,64 @@
+"""How long a build still needs, from measured history (no I/O here).
+
+The typical duration of each step is the median over recent successful builds of the same
+website, or, when it has none, of all builds of its type. The estimate is what the steps still
+ahead typically take, plus what the current step typically takes beyond the time already spent
+in it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from orchestrator.plan import STEPS
+
+STEP_ORDER = [s.name for s in STEPS]
+
+
+def step_durations(steps: Mapping[str, Any]) -> dict[str, float]:
+    """Seconds each finished step of one build took (skipped steps count as 0)."""
+    found = {}
+    for name in STEP_ORDER:
+        info = steps.get(name) or {}
+        if (
+            info.get("status") not in ("ok", "skipped")
+            or not info.get("startedAt")
+            or not info.get("endedAt")
+        ):
+            continue
+        started, ended = datetime.fromisoformat(info["startedAt"]), datetime.fromisoformat(info["endedAt"])
+        found[name] = max(0.0, (ended - started).total_seconds())
+    return found
+
+
+def typical_durations(history: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """The median duration of each step over the builds that ran it."""
+    samples: dict[str, list[float]] = {}
+    for durations in history:
+        for name, seconds in durations.items():
+            samples.setdefault(name, []).append(seconds)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def remaining_seconds(
+    typical: Mapping[str, float], status: str, steps: Mapping[str, Any], now: datetime
+) -> float | None:
+    """Seconds left until the preview is live; None when there is nothing to go on."""
+    if status in ("running", "failed", "cancelled", "stopped"):
+        return 0.0 if status == "running" else None
+    if not typical or any(name not in typical for name in STEP_ORDER):
+        return None
+    if status in ("pending", "queued"):
+        return round(sum(typical.values()), 1)
+    current = next((n for n in STEP_ORDER if (steps.get(n) or {}).get("status") == "running"), None)
+    if current is None:  # between steps: the next one not yet recorded
+        done = [n for n in STEP_ORDER if n in steps]
+        index = STEP_ORDER.index(done[-1]) + 1 if done else 0
+        return round(sum(typical[n] for n in STEP_ORDER[index:]), 1)
+    started = datetime.fromisoformat(steps[current]["startedAt"])
+    spent = (now - started).total_seconds()
+    after = STEP_ORDER[STEP_ORDER.index(current) + 1 :]
+    return round(max(0.0, typical[current] - spent) + sum(typical[n] for n in after), 1)
