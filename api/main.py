@@ -1,6 +1,9 @@
 """The FastAPI application: `uvicorn api.main:app`, or `orchestrator api`."""
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.routes import builds, health, websites
@@ -13,6 +16,9 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(websites.router)
     app.include_router(builds.router)
+    # The web page: plain HTML and JavaScript modules, no build step. Mounted last so that
+    # /api and /docs keep their routes.
+    app.mount("/", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")
     return app
 
 

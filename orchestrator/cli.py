@@ -136,6 +136,9 @@ def up(
     if first_start:
         console.print("First start: an admin token was created (it is not shown again):")
         print(token, flush=True)
+    # uvicorn re-raises SIGTERM once it has shut down: turn it into an exit, so that the
+    # workers below are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             "api.main:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info"
