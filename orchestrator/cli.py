@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -161,7 +164,6 @@ def gc(
     as_json: Annotated[bool, typer.Option("--json", help="Print the actions as JSON")] = False,
 ) -> None:
     """Remove leftovers: containers with no live build, builds whose container is gone, stray ports."""
-    import json
 
     from orchestrator.gc import collect
 
@@ -179,6 +181,149 @@ def gc(
     for action in actions:
         table.add_row(action.action, action.target, action.reason)
     Console().print(table if actions else "Nothing to collect.")
+
+
+ServerOption = Annotated[str | None, typer.Option(help="API address [env: ORCHESTRATOR_URL]")]
+TokenOption = Annotated[str | None, typer.Option(help="API token [env: ORCHESTRATOR_TOKEN]")]
+ENDED = ("running", "failed", "cancelled", "stopped")
+
+
+def _client(server: str | None, token: str | None):  # type: ignore[no-untyped-def]
+    from orchestrator.client import ApiClient
+
+    settings = get_settings()
+    server = server or os.environ.get("ORCHESTRATOR_URL") or f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        return ApiClient(server, token or os.environ.get("ORCHESTRATOR_TOKEN"))
+    except OrchestratorError as exc:
+        _fail(exc)
+
+
+def _print_outcome(final: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(final, indent=2))
+    elif final["status"] == "running":
+        console.print(f"[green]Preview live:[/green] {final['previewUrl']}")
+        print(final["previewUrl"])
+    else:
+        console.print(f"[red]Build {final['status']}:[/red] {final.get('error') or ''}")
+        for line in final.get("logs", [])[-15:]:
+            console.print(f"  {line}", markup=False, highlight=False)
+    if final["status"] != "running":
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    path: Annotated[Path, typer.Argument(help="A project folder or a .zip")],
+    name: Annotated[str | None, typer.Option(help="Website name (default: from package.json)")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON only")] = False,
+) -> None:
+    """Upload a website and follow its build to a live preview (exit 0) or a failure (exit 1)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrator.client import pack
+
+    with _client(server, token) as client:
+        try:
+            filename, payload = pack(path)
+            accepted = client.upload(filename, payload, name)
+            job = accepted["website"]["buildJobId"]
+            if not as_json:
+                console.print(
+                    f"Uploaded [bold]{accepted['website']['name']}[/bold] "
+                    f"({accepted['website']['type']}, {len(payload) // 1024} KB): build {job}"
+                )
+                columns = (
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(),
+                )
+                with Progress(*columns, console=console, transient=True) as bar:
+                    task = bar.add_task("Queued", total=100)
+                    for kind, data in client.events(job):
+                        if kind == "log":
+                            bar.console.print(data["line"], markup=False, highlight=False)
+                        elif kind in ("progress", "status"):
+                            bar.update(
+                                task,
+                                completed=data.get("progress", 0),
+                                description=data.get("currentStep") or data.get("status", ""),
+                            )
+            else:
+                for _ in client.events(job):
+                    pass
+            final = client.status(job)
+        except OrchestratorError as exc:
+            _fail(exc)
+    _print_outcome(final, as_json)
+
+
+@app.command()
+def status(
+    job: Annotated[str | None, typer.Argument(help="A build id; none lists your websites")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show a build, or list your websites with their newest build."""
+    from rich.table import Table
+
+    with _client(server, token) as client:
+        try:
+            found = client.status(job) if job else client.request("GET", "/api/websites")
+        except OrchestratorError as exc:
+            _fail(exc)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    out = Console()
+    if job:
+        eta = found.get("estimatedTimeRemaining")
+        out.print(
+            f"[bold]{found['status']}[/bold] {found['progress']}% {found.get('currentStep') or ''}"
+            + (f" (about {eta:.0f} s left)" if eta else "")
+        )
+        for key in ("previewUrl", "error", "queuePosition"):
+            if found.get(key):
+                out.print(f"{key}: {found[key]}")
+        return
+    table = Table("website", "type", "status", "preview", "build")
+    for site in found:
+        table.add_row(
+            site["name"],
+            site["type"],
+            site.get("status") or "",
+            site.get("previewUrl") or "",
+            site.get("buildJobId") or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def logs(
+    job: Annotated[str, typer.Argument(help="A build id")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the build ends")
+    ] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Print a build's log (the newest lines kept); --follow streams it live."""
+    with _client(server, token) as client:
+        try:
+            if follow:
+                for kind, data in client.events(job):
+                    if kind == "log":
+                        print(data["line"], flush=True)
+            else:
+                for line in client.request("GET", f"/api/builds/{job}")["logs"]:
+                    print(line)
+        except OrchestratorError as exc:
+            _fail(exc)
 
 
 @image_app.command("build")

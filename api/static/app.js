@@ -49,18 +49,22 @@ function renderSignIn() {
   show("sign-in");
   $("#sign-in-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    const candidate = $("#token").value.trim();
+    const box = $("#sign-in-error");
+    box.hidden = true;
+    let response = null;
     try {
-      await api("/api/websites");
+      response = await fetch("/api/websites", { headers: { Authorization: `Bearer ${candidate}` } });
+    } catch (error) { /* reported below */ }
+    if (response?.ok) {
+      sessionStorage.setItem(TOKEN_KEY, candidate);
       route();
-    } catch (error) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      show("sign-in");
-      renderSignIn();
-      const box = $("#sign-in-error");
-      box.textContent = "That token was not accepted: check it and try again.";
-      box.hidden = false;
+      return;
     }
+    box.textContent = response?.status === 401
+      ? "That token was not accepted: check it and try again."
+      : "The server could not be reached: try again in a moment.";
+    box.hidden = false;
   });
 }
 
