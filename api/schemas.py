@@ -40,6 +40,10 @@ class BuildStatus(CamelModel):
     error_step: str | None = None
     queue_position: int | None = None
     """1 = next to start; set while queued."""
+    wait_reason: str | None = None
+    """Why a queued build is not starting yet."""
+    priority: int | None = None
+    cancelled_by: str | None = None
     project_type: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -79,3 +83,6 @@ class BuildPublic(CamelModel):
     completed_at: datetime | None
     stopped_at: datetime | None
     stop_reason: str | None
+    attempts: int
+    wait_reason: str | None
+    cancelled_by: str | None

@@ -57,8 +57,9 @@ def one_run(client: httpx.Client, payload: bytes) -> dict[str, float]:
     for step in STEPS:
         info = record["steps"].get(step, {})
         if info.get("startedAt") and info.get("endedAt"):
-            result[step] = (datetime.fromisoformat(info["endedAt"])
-                            - datetime.fromisoformat(info["startedAt"])).total_seconds()
+            result[step] = (
+                datetime.fromisoformat(info["endedAt"]) - datetime.fromisoformat(info["startedAt"])
+            ).total_seconds()
     return result
 
 
@@ -74,8 +75,9 @@ def main() -> None:
     print(f"{args.template}: upload → running, seconds")
     print("run  " + "".join(f"{c:>10}" for c in columns))
     rows = []
-    with httpx.Client(base_url=args.url, timeout=60,
-                      headers={"Authorization": f"Bearer {args.token}"}) as client:
+    with httpx.Client(
+        base_url=args.url, timeout=60, headers={"Authorization": f"Bearer {args.token}"}
+    ) as client:
         for i in range(args.runs):
             row = one_run(client, payload)
             rows.append(row)

@@ -8,6 +8,7 @@ answers on its published port. The preview container keeps running after the job
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import shutil
@@ -16,17 +17,23 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from redis.exceptions import RedisError
 
 from orchestrator import defaults
+from orchestrator.admission import Admission
 from orchestrator.config import Settings, get_settings
-from orchestrator.exceptions import BuildFailed, OrchestratorError
+from orchestrator.db import get_engine, session_scope
+from orchestrator.exceptions import BuildFailed, OrchestratorError, RegistryUnreachable, RuntimeUnavailable
+from orchestrator.jobs import build_score
 from orchestrator.markers import parse_marker
+from orchestrator.models import BuildJob
 from orchestrator.network import registry_access
 from orchestrator.plan import STEP_BY_NAME, make_plan
 from orchestrator.ports import PortPool, RedisPortStore
 from orchestrator.recorder import BuildRecorder
 from orchestrator.redis_conn import get_redis
 from orchestrator.runtime import ContainerSpec, ContainerState, Runtime
+from orchestrator.states import TERMINAL
 from orchestrator.uploads import Limits, extract_upload
 from orchestrator.workspace import pack_for_container
 
@@ -63,6 +70,17 @@ def failure_cause(lines: list[str]) -> str:
         if re.search(r"\berror\b", line, re.IGNORECASE) and not _BOILERPLATE.match(line):
             return line
     return text[-1] if text else "no output"
+
+
+_NETWORK_FAULT = re.compile(
+    r"\b(ETIMEDOUT|EAI_AGAIN|ECONNRESET|ECONNREFUSED|ENETUNREACH|EHOSTUNREACH|ENOTFOUND)\b"
+    r"|network timeout|socket hang up",
+)
+
+
+def is_network_fault(lines: list[str]) -> bool:
+    """True when a failed install says the registry could not be reached."""
+    return any(_NETWORK_FAULT.search(line) for line in lines)
 
 
 def failure_message(
@@ -106,6 +124,7 @@ class Build:
         extracted = extract_upload(s.uploads_dir / f"{self.build_id}.zip", workspace, limits)
         self.recorder.log(f"Extracted {len(extracted.files)} files")
         self.runtime.check()
+        self.check_cancelled()
         self.port = port_pool(s).allocate(self.build_id)
         plan = make_plan(extracted.files, extracted.package, self.port)
         if plan.install:
@@ -128,6 +147,7 @@ class Build:
         with pack_for_container(workspace, extra) as tar:
             self.runtime.copy_in(self.container_id, tar)
         shutil.rmtree(workspace, ignore_errors=True)  # the container has the files; the upload stays
+        self.check_cancelled()
         self.runtime.start(self.container_id)
         self.recorder.log(
             f"Container {self.container_id[:12]} started (memory {s.memory_limit}, {s.nano_cpus / 1e9:g} CPU)"
@@ -161,6 +181,9 @@ class Build:
             if item is _EOF:
                 state = self.runtime.wait(self.container_id, timeout=10)
                 code = failed_code if failed_code is not None else (state.exit_code if state else None)
+                if step == "install" and is_network_fault(self.recorder.step_lines):
+                    cause = failure_cause(self.recorder.step_lines)
+                    raise RegistryUnreachable(f"the package registry could not be reached: {cause}")
                 raise BuildFailed(
                     step,
                     failure_message(step, code, self.recorder.step_lines, state, self.settings.memory_limit),
@@ -177,6 +200,7 @@ class Build:
                     self.recorder.skip_step(marker.step, marker.detail)
                 elif marker.event == "failed":
                     failed_code = int(marker.detail) if marker.detail.isdigit() else None
+            self.check_cancelled()
             if step == "serve" and time.monotonic() >= probe_at:
                 probe_at = time.monotonic() + 0.5
                 if self.answers():
@@ -186,6 +210,11 @@ class Build:
                 raise BuildFailed(
                     step, f"timed out while {label} after {step_timeout(self.settings, step)} s"
                 )
+
+    def check_cancelled(self) -> None:
+        by = get_redis().get(defaults.CANCEL_KEY + self.build_id)
+        if by is not None:
+            raise Cancelled(by.decode() if isinstance(by, bytes) else str(by))
 
     def answers(self) -> bool:
         host = "127.0.0.1" if self.settings.preview_bind in ("0.0.0.0", "") else self.settings.preview_bind
@@ -210,19 +239,79 @@ class Build:
             port_pool(self.settings).release(self.port, self.build_id)
 
 
+class Cancelled(Exception):
+    """Raised inside a build when someone asked to cancel it."""
+
+    def __init__(self, by: str) -> None:
+        super().__init__(by)
+        self.by = by
+
+
+class Heartbeat:
+    """Tells the dispatchers this build's worker is alive, every HEARTBEAT_SECONDS."""
+
+    def __init__(self, build_id: str) -> None:
+        self.key = defaults.HEARTBEAT_KEY + build_id
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{build_id[:8]}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stopped.is_set():
+            with contextlib.suppress(RedisError):  # a missed beat: recovery tolerates a few
+                get_redis().set(self.key, "1", ex=defaults.HEARTBEAT_TTL)
+            self.stopped.wait(defaults.HEARTBEAT_SECONDS)
+
+    def __enter__(self) -> Heartbeat:
+        get_redis().set(self.key, "1", ex=defaults.HEARTBEAT_TTL)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        get_redis().delete(self.key)
+
+
 def run_build(build_id: str) -> str | None:
     """RQ job: build one website and leave its preview running. Returns the preview URL."""
+    get_engine().dispose(close=False)  # forked from the worker: never share its connections
     settings = get_settings()
+    gate = Admission(get_redis())
     recorder = BuildRecorder(build_id, settings.log_lines_kept)
     record = recorder.begin()
-    if record is None:
-        return None  # cancelled or superseded while it waited
+    if record is None:  # cancelled while it waited, or already taken by another worker
+        with session_scope() as session:
+            current = session.get(BuildJob, build_id)
+            if current is not None and current.status in TERMINAL:
+                gate.release(build_id)
+        return None
     build = Build(settings, Runtime(settings), recorder, build_id, record.website_id)
+    slot_held = True
     try:
-        return build.run()
+        with Heartbeat(build_id):
+            return build.run()
+    except Cancelled as exc:
+        build.clean_up()
+        recorder.cancelled(exc.by)
     except BuildFailed as exc:
         build.clean_up()
         recorder.fail(exc.step, str(exc))
+    except (RuntimeUnavailable, RegistryUnreachable) as exc:
+        build.clean_up()
+        if record.attempts < settings.max_attempts:
+            delay = 2**record.attempts
+            recorder.requeued(
+                f"{_label(recorder.current_step)}: {exc}. Retrying in {delay} s "
+                f"(attempt {record.attempts + 1} of {settings.max_attempts})"
+            )
+            gate.release(build_id)
+            slot_held = False
+            time.sleep(delay)  # back off before the build is admitted again
+            gate.add(build_id, record.owner_id, build_score(record))
+        else:
+            recorder.fail(
+                recorder.current_step,
+                f"{_label(recorder.current_step)}: {exc} (gave up after {record.attempts} attempts)",
+            )
     except OrchestratorError as exc:
         build.clean_up()
         recorder.fail(recorder.current_step, f"{_label(recorder.current_step)}: {exc}")
@@ -230,6 +319,10 @@ def run_build(build_id: str) -> str | None:
         build.clean_up()
         recorder.fail(recorder.current_step, f"{_label(recorder.current_step)}: internal error: {exc!r}")
         raise
+    finally:
+        if slot_held:
+            gate.release(build_id)
+        get_redis().delete(defaults.CANCEL_KEY + build_id)
     return None
 
 

@@ -93,24 +93,22 @@ def api(
 
 
 @app.command()
-def worker(
-    burst: Annotated[bool, typer.Option(help="Exit once the queue is empty")] = False,
-) -> None:
-    """Run a build worker (RQ): takes builds from the queue, one at a time."""
-    from rq import Worker
-    from rq.serializers import JSONSerializer
-
+def worker() -> None:
+    """Run a build worker: admits builds in priority order and runs them (RQ), one at a time."""
     from orchestrator.db import get_engine
-    from orchestrator.jobs import get_queue, requeue_lost
-    from orchestrator.redis_conn import get_redis
+    from orchestrator.jobs import reconcile
+    from orchestrator.worker import run
 
     _prepare()
     _isolate_builds()
-    lost = requeue_lost()
-    if lost:
-        console.print(f"Re-queued {len(lost)} builds that the queue had lost.")
+    try:
+        fixed = reconcile()
+    except OrchestratorError as exc:
+        _fail(exc)
+    if fixed:
+        console.print(f"Put back {len(fixed)} builds that the queue had lost.")
     get_engine().dispose()  # each job runs in a forked process: it opens its own connections
-    Worker([get_queue()], connection=get_redis(), serializer=JSONSerializer).work(with_scheduler=False)
+    run(get_settings())
 
 
 @app.command()

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     typecheck_timeout: int = defaults.TYPECHECK_TIMEOUT
     serve_timeout: int = defaults.SERVE_TIMEOUT
 
+    max_building: int = 4
+    """Builds in progress at once across every worker (a 0.25-CPU build each: 4 fill one core of
+    two, leaving the other to the API, Redis and the previews)."""
+    max_building_per_user: int = 2
+    aging_seconds: float = defaults.AGING_SECONDS
+    build_memory_budget_mb: int = 4096
+    """Memory the orchestrator's containers may use together: running previews by what they
+    really use, a starting build by its limit."""
+    max_memory_percent: float = 90.0
+    """The host's own memory use above which builds wait."""
+    max_cpu_percent: float = 80.0
+    """Host CPU use above which builds wait."""
+    max_attempts: int = defaults.MAX_ATTEMPTS
+
     log_lines_kept: int = defaults.LOG_LINES_KEPT
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     max_unpacked_bytes: int = defaults.MAX_UNPACKED_BYTES

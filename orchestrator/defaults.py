@@ -37,6 +37,42 @@ EVENTS_KEPT = 5000
 EVENTS_TTL = 7 * 24 * 3600
 """Seconds a finished build's event stream is kept."""
 
+WAITING_KEY = REDIS_PREFIX + "waiting"
+"""Sorted set of builds waiting for admission; the lowest score goes first (see priority.py)."""
+
+WAITING_OWNERS_KEY = REDIS_PREFIX + "waiting-owners"
+"""Hash: waiting build id → owner id (for the per-user limit)."""
+
+ACTIVE_KEY = REDIS_PREFIX + "active"
+"""Hash: admitted build id → owner id. Its size is the number of builds in progress."""
+
+HEARTBEAT_KEY = REDIS_PREFIX + "heartbeat:"
+"""``HEARTBEAT_KEY + build_id`` exists while a live worker runs the build."""
+
+CANCEL_KEY = REDIS_PREFIX + "cancel:"
+"""``CANCEL_KEY + build_id`` holds who asked to cancel a build in progress."""
+
+WAKE_KEY = REDIS_PREFIX + "wake"
+"""List pushed to wake idle workers: a build was queued or a slot came free."""
+
+HEARTBEAT_SECONDS = 5
+"""How often a running build refreshes its heartbeat."""
+
+HEARTBEAT_TTL = 20
+"""A build whose heartbeat is older than this has lost its worker."""
+
+DISPATCH_INTERVAL = 2.0
+"""Seconds an idle worker waits for a wake-up before it looks at the queue again."""
+
+AGING_SECONDS = 30.0
+"""Seconds of waiting worth one priority level."""
+
+PRIORITY_RANGES = {"user": (0, 4, 2), "admin": (0, 10, 6)}
+"""Per role: the lowest and highest priority it may ask for, and its default."""
+
+MAX_ATTEMPTS = 3
+"""Attempts of a build whose failures are the infrastructure's (lost worker, engine down)."""
+
 MIGRATION_LOCK_KEY = REDIS_PREFIX + "migrate-lock"
 """Redis lock taken while the database schema is migrated, so that processes starting
 together do not migrate twice."""

@@ -41,6 +41,11 @@ class RuntimeUnavailable(ServiceUnavailable):
     """Raised when the Docker engine cannot be reached or the build image is missing."""
 
 
+class RegistryUnreachable(ServiceUnavailable):
+    """Raised when installing dependencies failed because the package registry could not be
+    reached (a network fault, not the project's)."""
+
+
 class NoFreePort(OrchestratorError):
     """Raised when every port of the preview range is taken."""
 

@@ -1,5 +1,9 @@
-"""The RQ side: the build queue, enqueueing, and putting the database's queued builds back
-on the queue when Redis lost them (the database is the source of truth)."""
+"""Queueing a build: the waiting set (admission.py) in front of RQ, and the reconciliation
+that rebuilds both from the database (the source of truth) when a worker starts.
+
+A build goes: recorded ``queued`` → added to the waiting set → admitted by a worker's
+dispatch round (dispatcher.py) → one RQ job ``build-<id>-<attempt>`` → run_build.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,24 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from sqlmodel import select
+from sqlmodel import col, select
 
 from orchestrator import defaults
+from orchestrator.admission import Admission
 from orchestrator.config import get_settings
 from orchestrator.db import session_scope
 from orchestrator.exceptions import ServiceUnavailable
 from orchestrator.models import BuildJob
+from orchestrator.priority import score
 from orchestrator.redis_conn import get_redis
-from orchestrator.states import Status
+from orchestrator.states import TERMINAL, Status
 
 BUILD_FUNCTION = "orchestrator.build.run_build"
+_LIVE_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
-def rq_job_id(build_id: str) -> str:
-    return f"build-{build_id}"
+def rq_job_id(build_id: str, attempt: int) -> str:
+    return f"build-{build_id}-{attempt}"
 
 
 def get_queue() -> Queue:
@@ -37,16 +44,18 @@ def job_timeout() -> int:
     return 60 + s.install_timeout + s.typecheck_timeout + s.serve_timeout
 
 
-def enqueue_build(build_id: str) -> None:
+def admission() -> Admission:
+    return Admission(get_redis())
+
+
+def build_score(build: BuildJob) -> float:
+    return score(build.created_at.timestamp(), build.priority, get_settings().aging_seconds)
+
+
+def submit(build: BuildJob) -> None:
+    """Put a queued build in the waiting set; workers admit it when its turn comes."""
     try:
-        get_queue().enqueue(
-            BUILD_FUNCTION,
-            build_id,
-            job_id=rq_job_id(build_id),
-            job_timeout=job_timeout(),
-            result_ttl=3600,
-            failure_ttl=7 * 86400,
-        )
+        admission().add(build.id, build.owner_id, build_score(build))
     except RedisError as exc:
         raise ServiceUnavailable(
             f"the build was saved but could not be queued (Redis: {exc}); it will be queued "
@@ -54,34 +63,50 @@ def enqueue_build(build_id: str) -> None:
         ) from exc
 
 
-_DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+def start_job(build_id: str, attempt: int) -> None:
+    """Hand an admitted build to RQ."""
+    get_queue().enqueue(
+        BUILD_FUNCTION,
+        build_id,
+        job_id=rq_job_id(build_id, attempt),
+        job_timeout=job_timeout(),
+        result_ttl=3600,
+        failure_ttl=7 * 86400,
+    )
 
 
-def requeue_lost() -> list[str]:
-    """Enqueue every build the database has as queued but Redis does not hold as waiting or
-    running (Redis restarted without its data, or a job ended without taking the build)."""
-    with session_scope() as session:
-        queued = session.exec(select(BuildJob.id).where(BuildJob.status == Status.QUEUED)).all()
-    redis = get_redis()
-    lost = []
-    for build_id in queued:
-        try:
-            job = Job.fetch(rq_job_id(build_id), connection=redis, serializer=JSONSerializer)
-        except NoSuchJobError:
-            job = None
-        if job is not None and job.get_status(refresh=False) not in _DONE:
-            continue
-        if job is not None:
-            job.delete()
-        enqueue_build(build_id)
-        lost.append(build_id)
-    return lost
-
-
-def queue_position(build_id: str) -> int | None:
-    """1 for the next build a worker takes; None when the build is not waiting in the queue."""
+def _job_alive(build_id: str, attempt: int) -> bool:
     try:
-        position = get_queue().get_job_position(rq_job_id(build_id))
-    except RedisError:
-        return None
-    return None if position is None else position + 1
+        job = Job.fetch(rq_job_id(build_id, attempt), connection=get_redis(), serializer=JSONSerializer)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in _LIVE_JOB
+
+
+def reconcile() -> list[str]:
+    """Make Redis agree with the database; returns what was put back.
+
+    - a queued build that is neither waiting nor admitted (Redis lost it) waits again, at the
+      place its arrival and priority give it;
+    - an admitted build whose RQ job is gone gets its job again;
+    - an admitted build that the database says is over frees its slot.
+    """
+    gate = admission()
+    waiting, active = set(gate.waiting(100_000)), gate.active()
+    with session_scope() as session:
+        queued = session.exec(select(BuildJob).where(BuildJob.status == Status.QUEUED)).all()
+        over = session.exec(
+            select(BuildJob.id).where(col(BuildJob.id).in_(list(active)), col(BuildJob.status).in_(TERMINAL))
+        ).all()
+    fixed = []
+    for build in queued:
+        if build.id in active:
+            if not _job_alive(build.id, build.attempts):
+                start_job(build.id, build.attempts)
+                fixed.append(build.id)
+        elif build.id not in waiting:
+            gate.add(build.id, build.owner_id, build_score(build))
+            fixed.append(build.id)
+    for build_id in over:
+        gate.release(build_id)
+    return fixed

@@ -71,4 +71,9 @@ class BuildJob(SQLModel, table=True):
     """When the build ended: went live, failed or was cancelled."""
     stopped_at: datetime | None = None
     stop_reason: str | None = None
+    attempts: int = 0
+    """Times a worker took this build (more than one after a lost worker or an engine fault)."""
+    wait_reason: str | None = None
+    """Why a queued build is not starting yet (limits, resources), for the status."""
+    cancelled_by: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)

@@ -41,7 +41,15 @@ def _host_of(url: str | None) -> str | None:
 
 
 def registry_access(settings: Settings) -> RegistryAccess:
-    env = {"npm_config_registry": settings.npm_registry}
+    env = {
+        "npm_config_registry": settings.npm_registry,
+        # npm's own retries back off up to a minute per request: an unreachable registry would
+        # hold a build slot for minutes. Retry briefly; the orchestrator retries the whole
+        # build with its own backoff (see build.run_build).
+        "npm_config_fetch_retries": "2",
+        "npm_config_fetch_retry_mintimeout": "2000",
+        "npm_config_fetch_retry_maxtimeout": "10000",
+    }
     extra_hosts: dict[str, str] = {}
     notes: list[str] = []
     for url in (settings.npm_registry, settings.https_proxy, settings.http_proxy):

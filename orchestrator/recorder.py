@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from sqlalchemy import update
+from sqlmodel import col
+
 from orchestrator import defaults, events
 from orchestrator.db import session_scope
 from orchestrator.exceptions import NotFound
@@ -41,6 +44,20 @@ def status_event(build: BuildJob) -> dict[str, object]:
 
 def publish_status(build: BuildJob) -> None:
     events.publish(get_redis(), build.id, [(events.STATUS, status_event(build))])
+
+
+def claim(build_id: str, current: Status, new: Status, **fields: object) -> bool:
+    """Move a build from ``current`` to ``new`` only if it is still ``current``: one
+    conditional UPDATE, so that two processes racing (a worker starting it, a user cancelling
+    it) cannot both win. True for the winner."""
+    check_transition(current, new)
+    statement = (
+        update(BuildJob)
+        .where(col(BuildJob.id) == build_id, col(BuildJob.status) == current.value)
+        .values(status=new.value, updated_at=utcnow(), **fields)
+    )
+    with session_scope() as session:
+        return session.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
 
 
 class BuildRecorder:
@@ -72,12 +89,12 @@ class BuildRecorder:
     # -- status ----------------------------------------------------------------
 
     def begin(self) -> BuildJob | None:
-        """queued → building. None when the build is no longer queued (cancelled, say)."""
+        """queued → building, atomically (a cancel may race it). None when the build is not
+        queued any more (cancelled, say, or taken by another worker)."""
+        if not claim(self.build_id, Status.QUEUED, Status.BUILDING, started_at=utcnow(), wait_reason=None):
+            return None
         with self._build() as build:
-            if build.status != Status.QUEUED:
-                return None
-            build.status = check_transition(build.status, Status.BUILDING)
-            build.started_at = utcnow()
+            pass
         publish_status(build)
         return build
 
@@ -104,6 +121,29 @@ class BuildRecorder:
             build.error, build.error_step, build.allocated_port = message, step, None
 
         self._change_status(Status.FAILED, record)
+
+    def cancelled(self, by: str) -> None:
+        if self.current_step:
+            self.end_step("cancelled")
+        self.log(f"Cancelled by {by}")
+
+        def record(build: BuildJob) -> None:
+            build.cancelled_by, build.allocated_port, build.error = by, None, f"cancelled by {by}"
+
+        self._change_status(Status.CANCELLED, record)
+
+    def requeued(self, message: str) -> None:
+        """building → queued: the build starts over (a lost worker, an engine fault)."""
+        if self.current_step:
+            self.end_step("failed")
+        self.log(message)
+        self.flush()
+        with self._build() as build:
+            build.status = check_transition(build.status, Status.QUEUED)
+            build.current_step, build.wait_reason = "Queued", message
+            build.allocated_port = build.container_id = None
+            build.progress = 0
+        publish_status(build)
 
     def _change_status(self, status: Status, change: Callable[[BuildJob], None], **fields: object) -> None:
         self.flush()

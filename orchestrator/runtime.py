@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import docker
@@ -222,6 +223,45 @@ class Runtime:
                 raise RuntimeUnavailable(f"Docker failed to remove {container_id[:12]}: {exc}") from exc
         except (DockerException, RequestException) as exc:
             raise RuntimeUnavailable(f"Docker failed to remove {container_id[:12]}: {exc}") from exc
+
+    def memory_used(self, container_id: str) -> int | None:
+        """Bytes a container really uses (its working set: usage less inactive page cache), as
+        `docker stats` reports it. Read from the container's cgroup (fast: a gc or admission round
+        reads every preview), else asked from the engine."""
+        for usage_file, stat_file, inactive in (
+            (
+                f"/sys/fs/cgroup/memory/docker/{container_id}/memory.usage_in_bytes",
+                f"/sys/fs/cgroup/memory/docker/{container_id}/memory.stat",
+                "total_inactive_file",
+            ),
+            (
+                f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.current",
+                f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.stat",
+                "inactive_file",
+            ),
+            (
+                f"/sys/fs/cgroup/docker/{container_id}/memory.current",
+                f"/sys/fs/cgroup/docker/{container_id}/memory.stat",
+                "inactive_file",
+            ),
+        ):
+            try:
+                usage = int(Path(usage_file).read_text())
+                stats = dict(line.split() for line in Path(stat_file).read_text().splitlines())
+            except (OSError, ValueError):
+                continue
+            return max(0, usage - int(stats.get(inactive, 0)))
+        try:
+            stats = self.client.api.stats(container_id, stream=False, one_shot=True)
+        except NotFound:
+            return None
+        except (APIError, DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to read a container's memory: {exc}") from exc
+        memory = stats.get("memory_stats") or {}
+        if "usage" not in memory:
+            return None
+        inactive_bytes = (memory.get("stats") or {}).get("total_inactive_file", 0)
+        return max(0, int(memory["usage"]) - int(inactive_bytes))
 
     def list_ours(self, *, all_instances: bool = False) -> list[dict[str, Any]]:
         """Every container carrying our labels, running or not, as Docker describes it."""

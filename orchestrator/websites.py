@@ -4,19 +4,24 @@ and look-ups that only show a caller what is theirs (admins see everything)."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import IO
 
 from sqlmodel import Session, col, select
 
+from orchestrator import defaults
 from orchestrator.auth import is_admin
 from orchestrator.config import Settings
+from orchestrator.db import session_scope
 from orchestrator.estimate import remaining_seconds, step_durations, typical_durations
-from orchestrator.exceptions import InvalidUpload, NotFound
-from orchestrator.jobs import enqueue_build
+from orchestrator.exceptions import InvalidTransition, InvalidUpload, NotFound
+from orchestrator.jobs import admission, submit
 from orchestrator.models import ApiToken, BuildJob, Website, new_id, utcnow
-from orchestrator.recorder import publish_status
+from orchestrator.priority import base_priority
+from orchestrator.recorder import BuildRecorder, claim, publish_status
+from orchestrator.redis_conn import get_redis
 from orchestrator.states import Status, check_transition
 from orchestrator.uploads import Limits, store_upload
 
@@ -32,10 +37,18 @@ def _default_name(uploads: Sequence[tuple[str, IO[bytes]]], package: dict | None
     return "website"
 
 
-def _queue_new_build(session: Session, website: Website, build_id: str, notes: list[str]) -> BuildJob:
-    """Record a queued build of ``website`` (its upload already stored) and enqueue it."""
+def _queue_new_build(
+    session: Session, website: Website, build_id: str, priority: int, notes: list[str]
+) -> BuildJob:
+    """Record a queued build of ``website`` (its upload already stored) and submit it. Older
+    builds of the website still waiting are superseded by it."""
     build = BuildJob(
-        id=build_id, website_id=website.id, owner_id=website.owner_id, project_type=website.type, logs=notes
+        id=build_id,
+        website_id=website.id,
+        owner_id=website.owner_id,
+        project_type=website.type,
+        priority=priority,
+        logs=notes,
     )
     session.add(build)
     session.flush()
@@ -44,9 +57,16 @@ def _queue_new_build(session: Session, website: Website, build_id: str, notes: l
     website.build_job_id = build.id
     session.add(build)
     session.add(website)
+    older = session.exec(
+        select(BuildJob.id).where(
+            BuildJob.website_id == website.id, BuildJob.id != build.id, BuildJob.status == Status.QUEUED
+        )
+    ).all()
     session.commit()
     publish_status(build)
-    enqueue_build(build.id)
+    for old in older:
+        cancel_queued(old, f"a newer build of this website ({build.id})", reason="superseded")
+    submit(build)
     return build
 
 
@@ -56,35 +76,45 @@ def create_website(
     owner: ApiToken,
     uploads: Sequence[tuple[str, IO[bytes]]],
     name: str | None = None,
+    priority: int | None = None,
+    website_id: str | None = None,
 ) -> tuple[Website, BuildJob]:
-    """Store the upload, record the website and its first build, and queue the build.
+    """Store the upload, record the website (or, with ``website_id``, a new version of one) and
+    its build, and queue the build.
 
     A refused upload raises InvalidUpload and leaves nothing behind. When Redis cannot take
-    the job, the records stay (queued) and ServiceUnavailable is raised: a worker queues
+    the build, the records stay (queued) and ServiceUnavailable is raised: a worker queues
     the build again when it starts.
     """
+    existing = get_website(session, owner, website_id) if website_id else None
     build_id = new_id()
     limits = Limits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_files)
     archive = settings.uploads_dir / f"{build_id}.zip"
     summary = store_upload(uploads, archive, limits)
     assert owner.id is not None
     try:
-        website = Website(
+        website = existing or Website(
             owner_id=owner.id,
             name=(name or "").strip()[:100] or _default_name(uploads, summary.package),
             type=summary.project_type.value,
         )
+        if existing is not None:
+            website.type = summary.project_type.value
+            if name and name.strip():
+                website.name = name.strip()[:100]
         session.add(website)
         session.flush()
     except BaseException:
         session.rollback()
         archive.unlink(missing_ok=True)
         raise
-    return website, _queue_new_build(session, website, build_id, list(summary.notes))
+    return website, _queue_new_build(
+        session, website, build_id, base_priority(owner.role, priority), list(summary.notes)
+    )
 
 
 def rebuild_website(
-    session: Session, settings: Settings, principal: ApiToken, website_id: str
+    session: Session, settings: Settings, principal: ApiToken, website_id: str, priority: int | None = None
 ) -> tuple[Website, BuildJob]:
     """A new build of the files of the website's newest build."""
     website = get_website(session, principal, website_id)
@@ -93,7 +123,55 @@ def rebuild_website(
         raise InvalidUpload("the files of this website are no longer kept: upload it again")
     build_id = new_id()
     shutil.copyfile(source, settings.uploads_dir / f"{build_id}.zip")
-    return website, _queue_new_build(session, website, build_id, [f"Rebuild of build {website.build_job_id}"])
+    notes = [f"Rebuild of build {website.build_job_id}"]
+    return website, _queue_new_build(
+        session, website, build_id, base_priority(principal.role, priority), notes
+    )
+
+
+def cancel_queued(build_id: str, by: str, reason: str = "cancelled") -> bool:
+    """Cancel a build that has not started; True when it was still queued."""
+    if not claim(
+        build_id,
+        Status.QUEUED,
+        Status.CANCELLED,
+        cancelled_by=by,
+        completed_at=utcnow(),
+        error=f"{reason} by {by}",
+        wait_reason=None,
+    ):
+        return False
+    admission().withdraw(build_id)
+    recorder = BuildRecorder(build_id)
+    recorder.log(f"{reason.capitalize()} by {by}")
+    recorder.flush()
+    with session_scope() as session:
+        build = session.get(BuildJob, build_id)
+        assert build is not None
+        publish_status(build)
+    return True
+
+
+def cancel_build(session: Session, principal: ApiToken, build_id: str, wait_seconds: float = 5.0) -> BuildJob:
+    """Cancel a queued build at once, or stop a building one (its container within seconds)."""
+    build = get_build(session, principal, build_id)
+    by = principal.name
+    if build.status in (Status.PENDING, Status.QUEUED) and cancel_queued(build.id, by):
+        session.refresh(build)
+        return build
+    session.refresh(build)
+    if build.status != Status.BUILDING:
+        raise InvalidTransition(
+            f"the build is {build.status}: only a queued or building build can be cancelled"
+        )
+    get_redis().set(defaults.CANCEL_KEY + build.id, by, ex=3600)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        session.refresh(build)
+        if build.status != Status.BUILDING:
+            break
+        time.sleep(0.1)
+    return build
 
 
 def _visible(principal: ApiToken, owner_id: int) -> bool:

@@ -14,7 +14,7 @@ from orchestrator.db import session_scope
 from orchestrator.models import BuildJob
 from orchestrator.recorder import status_event
 from orchestrator.redis_conn import get_async_redis
-from orchestrator.websites import get_build, list_builds
+from orchestrator.websites import cancel_build, get_build, list_builds
 
 router = APIRouter(prefix="/api/builds", tags=["builds"])
 
@@ -39,6 +39,12 @@ def build(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildPub
 def build_status(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
     """The same answer as the website's build-status, for any build."""
     return status_of(session, get_build(session, principal, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=BuildStatus, response_model_by_alias=True)
+def cancel(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
+    """Cancel a queued build at once, or stop a building one (within 5 s); 409 otherwise."""
+    return status_of(session, cancel_build(session, principal, job_id))
 
 
 def _final_status(build_id: str) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.schemas import BuildStatus, UploadAccepted, WebsitePublic
 from orchestrator import defaults
-from orchestrator.jobs import queue_position
+from orchestrator.jobs import admission
 from orchestrator.models import BuildJob, Website
 from orchestrator.states import Status
 from orchestrator.websites import (
@@ -46,10 +46,14 @@ def upload_website(
         list[UploadFile] | None, File(description="One .zip, or many files named by their relative paths")
     ] = None,
     name: Annotated[str | None, Form()] = None,
+    priority: Annotated[int | None, Form(description="Clamped to what the caller's role may ask")] = None,
+    website_id: Annotated[
+        str | None, Form(alias="websiteId", description="Upload a new version of this website")
+    ] = None,
 ) -> UploadAccepted:
     """Accept a website and queue its build; answers at once, before any build step runs."""
     uploads = [(f.filename or "", f.file) for f in files or []]
-    website, build = create_website(session, settings, principal, uploads, name)
+    website, build = create_website(session, settings, principal, uploads, name, priority, website_id)
     return _accepted(website, build, "Website uploaded successfully. Build process started in background.")
 
 
@@ -96,7 +100,10 @@ def status_of(session: SessionDep, build: BuildJob) -> BuildStatus:
         error=build.error,
         error_step=build.error_step,
         estimated_time_remaining=estimate(session, build),
-        queue_position=queue_position(build.id) if build.status == Status.QUEUED else None,
+        queue_position=admission().position(build.id) if build.status == Status.QUEUED else None,
+        wait_reason=build.wait_reason if build.status == Status.QUEUED else None,
+        priority=build.priority,
+        cancelled_by=build.cancelled_by,
         project_type=build.project_type,
         created_at=build.created_at,
         started_at=build.started_at,

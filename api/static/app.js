@@ -251,8 +251,21 @@ async function renderBuild(jobId) {
     } catch (error) { alert(error.message); $("#b-rebuild").disabled = false; }
   });
 
+  $("#b-cancel").addEventListener("click", async () => {
+    $("#b-cancel").disabled = true;
+    try {
+      Object.assign(state, await api(`/api/builds/${jobId}/cancel`, { method: "POST" }));
+      paint();
+    } catch (error) { alert(error.message); }
+    $("#b-cancel").disabled = false;
+  });
+
   const paint = () => {
     badge($("#b-badge"), state.status);
+    $("#b-cancel").hidden = !["pending", "queued", "building"].includes(state.status);
+    const wait = $("#b-wait");
+    wait.hidden = !(state.status === "queued" && state.waitReason);
+    wait.textContent = state.waitReason ? `${state.waitReason[0].toUpperCase()}${state.waitReason.slice(1)}` : "";
     bar.style.width = `${state.progress}%`;
     bar.parentElement.classList.toggle("done", state.status === "running");
     bar.parentElement.classList.toggle("failed", state.status === "failed");
@@ -264,6 +277,12 @@ async function renderBuild(jobId) {
     let time = `elapsed ${seconds((end - since) / 1000)}`;
     if (!state.completedAt && state.estimatedTimeRemaining != null) time += ` · about ${seconds(state.estimatedTimeRemaining)} left`;
     $("#b-time").textContent = time;
+    if (state.status === "cancelled") {
+      $("#b-failure").hidden = false;
+      $("#b-failure-title").textContent = "Build cancelled";
+      $("#b-error").textContent = state.error || "";
+      $("#b-failure-lines").textContent = "";
+    }
     if (state.status === "failed") {
       $("#b-failure").hidden = false;
       const stepName = STEP_NAMES[state.errorStep] || state.errorStep || "the build";
@@ -281,7 +300,14 @@ async function renderBuild(jobId) {
 
   appendLines(record.logs);
   paint();
-  timer = setInterval(paint, 1000);
+  let tick = 0;
+  timer = setInterval(async () => {
+    // a waiting build's place and reason change without events: ask every 3 s
+    if (state.status === "queued" && ++tick % 3 === 0) {
+      try { Object.assign(state, await api(`/api/builds/${jobId}/status`)); } catch (error) { /* next tick */ }
+    }
+    paint();
+  }, 1000);
   if (["running", "failed", "cancelled", "stopped"].includes(state.status)) { clearInterval(timer); return; }
 
   let seenLog = false;
@@ -297,8 +323,12 @@ async function renderBuild(jobId) {
     paint();
   }, controller.signal);
   if (controller.signal.aborted) return;
-  state = await api(`/api/builds/${jobId}/status`);
+  // The stream has ended (or could not be followed): show the record as it is now.
   clearInterval(timer);
+  state = await api(`/api/builds/${jobId}/status`);
+  const final = await api(`/api/builds/${jobId}`);
+  log.textContent = "";
+  appendLines(final.logs);
   paint();
 }
 

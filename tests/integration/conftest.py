@@ -28,6 +28,17 @@ WORKERS = 4
 TERMINAL = {"running", "failed", "cancelled", "stopped"}
 
 
+def api_client(url: str, token: str) -> httpx.Client:
+    """A client of the API. Idle connections are closed by the client after 2 s, before uvicorn
+    drops them after its 5 s keep-alive: no half-closed socket is left for the GC to warn about."""
+    return httpx.Client(
+        base_url=url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+        limits=httpx.Limits(keepalive_expiry=2),
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,6 +68,11 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "ORCHESTRATOR_PORT_RANGE_START": "42000",
         "ORCHESTRATOR_PORT_RANGE_END": "42199",
         "ORCHESTRATOR_API_PORT": str(free_port()),
+        # the main stack tests builds, not scheduling (see test_scheduling.py): no waits
+        "ORCHESTRATOR_MAX_CPU_PERCENT": "100",
+        "ORCHESTRATOR_MAX_MEMORY_PERCENT": "100",
+        "ORCHESTRATOR_MAX_BUILDING_PER_USER": str(WORKERS),
+        "ORCHESTRATOR_BUILD_MEMORY_BUDGET_MB": "16384",
     }
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -104,57 +120,120 @@ def runtime(services: None):
     return Runtime(get_settings())
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *args],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
+        env=env,
     )
+
+
+class Stack:
+    """An API process and build workers, each a real process, with their own environment."""
+
+    def __init__(self, name: str, env: dict[str, str], workers: int) -> None:
+        self.name, self.env, self.workers = name, env, workers
+        self.url = f"http://127.0.0.1:{env['ORCHESTRATOR_API_PORT']}"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list = []
+        self._clients: list[httpx.Client] = []
+
+    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        ARTIFACTS.mkdir(exist_ok=True)
+        env = {k: v for k, v in self.env.items() if k != "PYTHONTRACEMALLOC"}
+        log = (ARTIFACTS / f"{self.name}-{name}.log").open("w")
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,  # a worker and the build it forks share a process group
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start(self) -> Stack:
+        _cli("token", "create", "--role", "admin", "--name", "migrate-first", env=self.env)  # migrates once
+        self.start_process("api", "api")
+        for i in range(self.workers):
+            self.start_process(f"worker-{i}", "worker")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.procs["api"].poll() is not None:
+                self.stop(None)
+                pytest.fail(f"the API did not start; see {ARTIFACTS / (self.name + '-api.log')}")
+            time.sleep(0.2)
+
+    def token(self, role: str, name: str) -> str:
+        return (
+            _cli("token", "create", "--role", role, "--name", name, env=self.env)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+
+    def client(self, role: str = "admin", name: str = "tests") -> httpx.Client:
+        """A client with a new token (closed when the stack stops)."""
+        client = api_client(self.url, self.token(role, name))
+        self._clients.append(client)
+        return client
+
+    def stop(self, runtime) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()
+        for client in self._clients:
+            client.close()
+        if runtime is None:
+            return
+        ns = "org.website-orchestrator"
+        for container in runtime.client.api.containers(
+            all=True, filters={"label": [f"{ns}.instance={self.env['ORCHESTRATOR_INSTANCE_ID']}"]}
+        ):
+            runtime.remove(container["Id"])
+
+
+def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str) -> dict[str, str]:
+    """The environment of an isolated stack: its own Redis database, data, labels and ports."""
+    from redis import Redis
+
+    url = f"redis://127.0.0.1:6379/{redis_db}"
+    Redis.from_url(url).flushdb()
+    return {
+        **os.environ,
+        "ORCHESTRATOR_DATA_DIR": str(tmp),
+        "REDIS_URL": url,
+        "ORCHESTRATOR_INSTANCE_ID": f"test-{uuid.uuid4().hex[:8]}",
+        "ORCHESTRATOR_PORT_RANGE_START": str(ports[0]),
+        "ORCHESTRATOR_PORT_RANGE_END": str(ports[1]),
+        "ORCHESTRATOR_API_PORT": str(free_port()),
+        **overrides,
+    }
 
 
 @pytest.fixture(scope="session")
 def api_url(services: None, test_env: dict[str, str], runtime) -> Iterator[str]:
-    """A real API process and WORKERS real RQ workers."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    _cli("token", "create", "--role", "admin", "--name", "migrate-first")  # migrates once
-    logs = []
-    procs = []
-    for name, args in [("api", ["api"])] + [(f"worker-{i}", ["worker"]) for i in range(WORKERS)]:
-        log = (ARTIFACTS / f"{name}.log").open("w")
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.cli", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        )
-    url = f"http://127.0.0.1:{test_env['ORCHESTRATOR_API_PORT']}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or procs[0].poll() is not None:
-            pytest.fail(f"the API did not start; see {ARTIFACTS / 'api.log'}")
-        time.sleep(0.2)
-    yield url
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    for log in logs:
-        log.close()
-    for container in runtime.list_ours():
-        runtime.remove(container["Id"])
+    """The main stack: a real API process and WORKERS real build workers."""
+    stack = Stack("main", {**os.environ, **test_env}, WORKERS).start()
+    yield stack.url
+    stack.stop(runtime)
 
 
 def make_token(role: str, name: str) -> str:
@@ -163,11 +242,7 @@ def make_token(role: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def admin(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=api_url,
-        timeout=30,
-        headers={"Authorization": f"Bearer {make_token('admin', 'tests-admin')}"},
-    ) as client:
+    with api_client(api_url, make_token("admin", "tests-admin")) as client:
         yield client
 
 

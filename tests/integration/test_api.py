@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import make_token
+from tests.integration.conftest import api_client, make_token
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +26,7 @@ def zipped(entries: dict[str, bytes]) -> bytes:
 
 @pytest.fixture(scope="module")
 def users(api_url: str):
-    clients = {
-        name: httpx.Client(
-            base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {make_token('user', name)}"}
-        )
-        for name in ("alice", "bob")
-    }
+    clients = {name: api_client(api_url, make_token("user", name)) for name in ("alice", "bob")}
     yield clients
     for client in clients.values():
         client.close()

@@ -1,4 +1,4 @@
-"""The database is the source of truth: a queued build that Redis lost is queued again."""
+"""The database is the source of truth: a queued build that Redis lost waits again."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_queued_build_missing_from_redis_is_requeued_and_built(admin) -> None:
     from orchestrator.db import session_scope
-    from orchestrator.jobs import requeue_lost, rq_job_id
+    from orchestrator.jobs import admission, reconcile
     from orchestrator.models import ApiToken, BuildJob, Website
     from orchestrator.redis_conn import get_redis
 
@@ -37,10 +37,11 @@ def test_a_queued_build_missing_from_redis_is_requeued_and_built(admin) -> None:
     uploads = Path(os.environ["ORCHESTRATOR_DATA_DIR"]) / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     (uploads / f"{build_id}.zip").write_bytes(buffer.getvalue())
-    assert not get_redis().exists(f"rq:job:{rq_job_id(build_id)}")
+    assert admission().position(build_id) is None and build_id not in admission().active()
 
-    assert build_id in requeue_lost()
-    assert build_id not in requeue_lost()  # now held by Redis: not queued twice
+    assert build_id in reconcile()
+    assert build_id not in reconcile()  # now held by Redis: not queued twice
+    get_redis().rpush("website-orchestrator:wake", "1")
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -64,3 +64,13 @@ def test_npm_404_names_the_package():
         failure_cause(lines)
         == "npm error 404 Not Found - GET https://registry.npmjs.org/wob-nope - Not found"
     )
+
+
+def test_registry_outages_are_told_apart_from_the_projects_errors():
+    from orchestrator.build import is_network_fault
+
+    assert is_network_fault(["npm error code ECONNREFUSED", "npm error errno ECONNREFUSED"])
+    assert is_network_fault(["npm error code EAI_AGAIN"])
+    assert is_network_fault(["npm error network timeout at: https://registry.npmjs.org/react"])
+    assert not is_network_fault(["npm error code E404", "npm error 404 Not Found - GET https://x/y"])
+    assert not is_network_fault(["src/App.tsx(1,1): error TS2322: Type 'string' is not assignable"])

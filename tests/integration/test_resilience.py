@@ -1,0 +1,145 @@
+"""What happens when the host is short, or a worker dies: real workers, real containers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+
+from tests.integration.conftest import Stack, stack_env, zip_dir
+from tests.integration.test_scheduling import post, status, wait_for
+
+pytestmark = pytest.mark.integration
+
+SITE = [("index.html", b"<h1>small</h1>")]
+
+
+@pytest.fixture
+def lean(services, runtime, tmp_path) -> Iterator[Stack]:
+    """A build memory budget that holds one build at its 512 MB limit and nothing more."""
+    env = stack_env(
+        tmp_path,
+        12,
+        (42400, 42449),
+        ORCHESTRATOR_BUILD_MEMORY_BUDGET_MB="520",
+        ORCHESTRATOR_MAX_CPU_PERCENT="100",
+        ORCHESTRATOR_MAX_MEMORY_PERCENT="100",
+    )
+    running = Stack("lean", env, workers=1).start()
+    yield running
+    running.stop(runtime)
+
+
+def test_a_short_host_makes_builds_wait_not_fail_and_they_start_when_room_frees(lean: Stack, runtime) -> None:
+    client = lean.client()
+    first = post(client, SITE)["buildJobId"]
+    assert wait_for(client, first)["status"] == "running"
+    second = post(client, SITE)["buildJobId"]
+    time.sleep(3)  # dispatch rounds find the live preview's memory + a build's 512 MB over 520 MB
+    waiting = status(client, second)
+    assert waiting["status"] == "queued"
+    assert waiting["waitReason"].startswith("waiting for resources: ")
+    assert "of the 520 MB build memory budget in use, a build needs 512 MB" in waiting["waitReason"]
+
+    # the first preview goes away (as when it is reaped): the second starts by itself
+    [container] = runtime.client.api.containers(
+        filters={"label": [f"org.website-orchestrator.build-id={first}"]}
+    )
+    runtime.remove(container["Id"])
+    assert wait_for(client, second, timeout=60)["status"] == "running"
+
+
+@pytest.fixture
+def pair(services, runtime, tmp_path) -> Iterator[Stack]:
+    env = stack_env(
+        tmp_path,
+        11,
+        (42450, 42499),
+        ORCHESTRATOR_MAX_CPU_PERCENT="100",
+        ORCHESTRATOR_MAX_MEMORY_PERCENT="100",
+    )
+    running = Stack("pair", env, workers=1).start()
+    yield running
+    running.stop(runtime)
+
+
+def test_a_build_whose_worker_is_killed_is_requeued_and_finishes(pair: Stack, runtime, tmp_path) -> None:
+    project = tmp_path / "slowish"
+    project.mkdir()
+    (project / "index.html").write_text("<h1>survivor</h1>")
+    (project / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "slowish",
+                "private": True,
+                "scripts": {"preinstall": "sleep 8"},
+                "devDependencies": {"vite": "^8.0.0"},
+            }
+        )
+    )
+    client = pair.client()
+    job = post(client, [("slowish.zip", zip_dir(project))])["buildJobId"]
+    first = wait_for(client, job, ("building",), timeout=30)
+    time.sleep(2)
+    old = runtime.client.api.containers(filters={"label": [f"org.website-orchestrator.build-id={job}"]})
+    assert len(old) == 1 and first["status"] == "building"
+
+    worker = pair.procs["worker-0"]
+    horses = psutil.Process(worker.pid).children(recursive=True)
+    assert horses, "the worker runs the build in a forked process"
+    for process in [psutil.Process(worker.pid), *horses]:  # as if the machine died: no goodbye
+        process.send_signal(signal.SIGKILL)
+    worker.wait()
+    killed_at = time.monotonic()
+    pair.start_process("worker-1", "worker")
+
+    deadline = killed_at + 90
+    while time.monotonic() < deadline:  # the new worker's dispatch rounds notice the silence
+        record = client.get(f"/api/builds/{job}").json()
+        if record["attempts"] >= 2 or record["status"] in ("failed", "cancelled"):
+            break
+        time.sleep(0.2)
+    took = time.monotonic() - killed_at
+    print(f"lost build noticed and re-queued {took:.1f} s after the kill")
+    assert record["attempts"] == 2 and took < 60, record
+    assert any("worker running this build was lost" in line for line in record["logs"])
+    assert runtime.state(old[0]["Id"]) is None  # the first container was removed
+
+    final = wait_for(client, job, timeout=180)
+    assert final["status"] == "running", final
+    assert "survivor" in httpx.get(final["previewUrl"], timeout=10).text
+
+
+@pytest.fixture
+def offline(services, runtime, tmp_path) -> Iterator[Stack]:
+    """A registry nobody answers at (the container's own loopback, port 9): refused at once."""
+    env = stack_env(
+        tmp_path,
+        10,
+        (42500, 42519),
+        ORCHESTRATOR_NPM_REGISTRY="http://127.0.0.1:9/",
+        ORCHESTRATOR_MAX_CPU_PERCENT="100",
+        ORCHESTRATOR_MAX_MEMORY_PERCENT="100",
+    )
+    running = Stack("offline", env, workers=1).start()
+    yield running
+    running.stop(runtime)
+
+
+def test_an_unreachable_registry_is_retried_with_backoff_then_reported(offline: Stack) -> None:
+    client = offline.client()
+    package = json.dumps({"name": "needs-registry", "devDependencies": {"vite": "^8.0.0"}}).encode()
+    job = post(client, [("package.json", package), ("index.html", b"<h1>x</h1>")])["buildJobId"]
+    final = wait_for(client, job, timeout=180)
+    record = client.get(f"/api/builds/{job}").json()
+    assert final["status"] == "failed"
+    assert record["attempts"] == 3
+    assert "the package registry could not be reached" in final["error"]
+    assert "gave up after 3 attempts" in final["error"]
+    retries = [line for line in record["logs"] if "Retrying in" in line]
+    assert len(retries) == 2 and "attempt 2 of 3" in retries[0] and "Retrying in 4 s" in retries[1]

@@ -1,0 +1,32 @@
+from orchestrator.config import Settings
+from orchestrator.resources import Snapshot, memory_limit_mb, shortage
+
+SETTINGS = Settings(build_memory_budget_mb=4096, max_memory_percent=90, max_cpu_percent=80)
+
+
+def snap(memory=40.0, cpu=10.0, previews=0.0, building=0):
+    return Snapshot(memory, cpu, previews, building)
+
+
+def test_room_means_no_wait():
+    assert shortage(snap(), SETTINGS) is None
+
+
+def test_each_shortage_says_what_is_short():
+    assert shortage(snap(memory=91.2), SETTINGS) == "waiting for resources: memory 91% used"
+    assert shortage(snap(cpu=97), SETTINGS) == "waiting for resources: CPU 97% busy"
+    reason = shortage(snap(previews=1000, building=6), SETTINGS)
+    assert reason == (
+        "waiting for resources: 4072 MB of the 4096 MB build memory budget in use, a build needs 512 MB"
+    )
+
+
+def test_previews_count_by_what_they_use_not_by_their_cap():
+    # 20 idle previews at 150 MB each fit where 20 caps of 512 MB would not
+    assert shortage(snap(previews=20 * 150), SETTINGS) is None
+    assert shortage(snap(previews=20 * 150, building=2), SETTINGS) is not None
+
+
+def test_memory_limit_parsing():
+    assert memory_limit_mb(Settings(memory_limit="512m")) == 512
+    assert memory_limit_mb(Settings(memory_limit="1g")) == 1024
