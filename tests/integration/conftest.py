@@ -4,6 +4,7 @@ data folder, instance label and port range)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -328,3 +330,37 @@ def chromium_path() -> str:
     require(path is not None, "chromium (Debian package)")
     assert path is not None
     return path
+
+
+def vite_project(
+    folder: Path, name: str, scripts: dict[str, str] | None = None, dependencies: dict[str, str] | None = None
+) -> Path:
+    """A minimal Vite project (an index.html and a package.json) to build."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(f"<h1>{name}</h1>")
+    package = {
+        "name": name,
+        "private": True,
+        "scripts": scripts or {},
+        "devDependencies": {"vite": "^8.0.0", **(dependencies or {})},
+    }
+    (folder / "package.json").write_text(json.dumps(package))
+    return folder
+
+
+@contextmanager
+def small_stack(
+    name: str, tmp: Path, redis_db: int, ports: tuple[int, int], runtime, workers: int = 1, **overrides: str
+) -> Iterator[Stack]:
+    """A stack of its own for one test, with no CPU or host-memory waits unless overridden."""
+    env = stack_env(
+        tmp,
+        redis_db,
+        ports,
+        **{"ORCHESTRATOR_MAX_CPU_PERCENT": "100", "ORCHESTRATOR_MAX_MEMORY_PERCENT": "100", **overrides},
+    )
+    stack = Stack(name, env, workers=workers).start()
+    try:
+        yield stack
+    finally:
+        stack.stop(runtime)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.integration.conftest import Watched, upload, zip_dir
+from tests.integration.conftest import Watched, upload, vite_project, zip_dir
 
 pytestmark = pytest.mark.integration
 
@@ -42,31 +42,13 @@ def builds(
     app = typo / "src" / "App.tsx"
     app.write_text(app.read_text() + '\nexport const broken: number = "not a number"\n')
 
-    missing = tmp / "missing-dep"
-    missing.mkdir()
-    (missing / "index.html").write_text("<h1>x</h1>")
-    (missing / "package.json").write_text(
-        json.dumps(
-            {
-                "name": "missing-dep",
-                "private": True,
-                "devDependencies": {"vite": "^8.0.0", "wob-no-such-package-4242": "1.0.0"},
-            }
-        )
+    missing = vite_project(
+        tmp / "missing-dep", "missing-dep", dependencies={"wob-no-such-package-4242": "1.0.0"}
     )
-
-    hungry = tmp / "out-of-memory"
-    hungry.mkdir()
-    (hungry / "index.html").write_text("<h1>x</h1>")
-    (hungry / "package.json").write_text(
-        json.dumps(
-            {
-                "name": "out-of-memory",
-                "private": True,
-                "scripts": {"preinstall": 'node -e "const a=[];for(;;)a.push(Buffer.alloc(32*1024*1024,1))"'},
-                "devDependencies": {"vite": "^8.0.0"},
-            }
-        )
+    hungry = vite_project(
+        tmp / "out-of-memory",
+        "out-of-memory",
+        scripts={"preinstall": 'node -e "const a=[];for(;;)a.push(Buffer.alloc(32*1024*1024,1))"'},
     )
 
     static = tmp / "static"

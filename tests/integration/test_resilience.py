@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.conftest import Stack, stack_env, zip_dir
+from tests.integration.conftest import Stack, small_stack, vite_project, zip_dir
 from tests.integration.test_scheduling import post, status, wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,17 +22,10 @@ SITE = [("index.html", b"<h1>small</h1>")]
 @pytest.fixture
 def lean(services, runtime, tmp_path) -> Iterator[Stack]:
     """A build memory budget that holds one build at its 512 MB limit and nothing more."""
-    env = stack_env(
-        tmp_path,
-        12,
-        (42400, 42449),
-        ORCHESTRATOR_BUILD_MEMORY_BUDGET_MB="520",
-        ORCHESTRATOR_MAX_CPU_PERCENT="100",
-        ORCHESTRATOR_MAX_MEMORY_PERCENT="100",
-    )
-    running = Stack("lean", env, workers=1).start()
-    yield running
-    running.stop(runtime)
+    with small_stack(
+        "lean", tmp_path, 12, (42400, 42449), runtime, ORCHESTRATOR_BUILD_MEMORY_BUDGET_MB="520"
+    ) as stack:
+        yield stack
 
 
 def test_a_short_host_makes_builds_wait_not_fail_and_they_start_when_room_frees(lean: Stack, runtime) -> None:
@@ -56,32 +49,12 @@ def test_a_short_host_makes_builds_wait_not_fail_and_they_start_when_room_frees(
 
 @pytest.fixture
 def pair(services, runtime, tmp_path) -> Iterator[Stack]:
-    env = stack_env(
-        tmp_path,
-        11,
-        (42450, 42499),
-        ORCHESTRATOR_MAX_CPU_PERCENT="100",
-        ORCHESTRATOR_MAX_MEMORY_PERCENT="100",
-    )
-    running = Stack("pair", env, workers=1).start()
-    yield running
-    running.stop(runtime)
+    with small_stack("pair", tmp_path, 11, (42450, 42499), runtime) as stack:
+        yield stack
 
 
 def test_a_build_whose_worker_is_killed_is_requeued_and_finishes(pair: Stack, runtime, tmp_path) -> None:
-    project = tmp_path / "slowish"
-    project.mkdir()
-    (project / "index.html").write_text("<h1>survivor</h1>")
-    (project / "package.json").write_text(
-        json.dumps(
-            {
-                "name": "slowish",
-                "private": True,
-                "scripts": {"preinstall": "sleep 8"},
-                "devDependencies": {"vite": "^8.0.0"},
-            }
-        )
-    )
+    project = vite_project(tmp_path / "slowish", "survivor", scripts={"preinstall": "sleep 8"})
     client = pair.client()
     job = post(client, [("slowish.zip", zip_dir(project))])["buildJobId"]
     first = wait_for(client, job, ("building",), timeout=30)
@@ -118,17 +91,10 @@ def test_a_build_whose_worker_is_killed_is_requeued_and_finishes(pair: Stack, ru
 @pytest.fixture
 def offline(services, runtime, tmp_path) -> Iterator[Stack]:
     """A registry nobody answers at (the container's own loopback, port 9): refused at once."""
-    env = stack_env(
-        tmp_path,
-        10,
-        (42500, 42519),
-        ORCHESTRATOR_NPM_REGISTRY="http://127.0.0.1:9/",
-        ORCHESTRATOR_MAX_CPU_PERCENT="100",
-        ORCHESTRATOR_MAX_MEMORY_PERCENT="100",
-    )
-    running = Stack("offline", env, workers=1).start()
-    yield running
-    running.stop(runtime)
+    with small_stack(
+        "offline", tmp_path, 10, (42500, 42519), runtime, ORCHESTRATOR_NPM_REGISTRY="http://127.0.0.1:9/"
+    ) as stack:
+        yield stack
 
 
 def test_an_unreachable_registry_is_retried_with_backoff_then_reported(offline: Stack) -> None:

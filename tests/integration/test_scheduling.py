@@ -4,7 +4,6 @@ user, one priority level per second of waiting, a 5 s install timeout."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, stack_env, zip_dir
+from tests.integration.conftest import Stack, stack_env, vite_project, zip_dir
 
 pytestmark = pytest.mark.integration
 
@@ -44,18 +43,7 @@ def stack(services, runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def slow_zip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A Vite project whose install outlives the 5 s install timeout: it holds a slot ~6 s."""
-    folder = tmp_path_factory.mktemp("slow")
-    (folder / "index.html").write_text("<h1>slow</h1>")
-    (folder / "package.json").write_text(
-        json.dumps(
-            {
-                "name": "slow",
-                "private": True,
-                "scripts": {"preinstall": "sleep 30"},
-                "devDependencies": {"vite": "^8.0.0"},
-            }
-        )
-    )
+    folder = vite_project(tmp_path_factory.mktemp("slow"), "slow", scripts={"preinstall": "sleep 30"})
     return zip_dir(folder)
 
 
