@@ -93,8 +93,9 @@ class BuildRecorder:
         queued any more (cancelled, say, or taken by another worker)."""
         if not claim(self.build_id, Status.QUEUED, Status.BUILDING, started_at=utcnow(), wait_reason=None):
             return None
-        with self._build() as build:
-            pass
+        with session_scope() as session:
+            build = session.get(BuildJob, self.build_id)
+        assert build is not None
         publish_status(build)
         return build
 

@@ -41,7 +41,6 @@ class UploadSummary:
     """A top-level folder every entry sat in (a zipped folder), removed from the paths."""
     ignored: int = 0
     """Entries dropped because they sit in node_modules or .git."""
-    unpacked_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -110,7 +109,7 @@ def inspect_zip(archive: zipfile.ZipFile, limits: Limits) -> UploadSummary:
     if "package.json" in files:
         package = parse_package_json(archive.read(kept[prefix + "package.json"]))
     kind = detect_project_type(files, package)
-    summary = UploadSummary(sorted(files), kind, package, prefix, ignored, total)
+    summary = UploadSummary(sorted(files), kind, package, prefix, ignored)
     if ignored:
         summary.notes.append(f"ignored {ignored} files under node_modules/ or .git/")
     return summary

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from sqlmodel import Session
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.schemas import BuildStatus, UploadAccepted, WebsitePublic
@@ -88,7 +89,7 @@ def build_status(website_id: str, session: SessionDep, principal: PrincipalDep) 
     return status_of(session, build)
 
 
-def status_of(session: SessionDep, build: BuildJob) -> BuildStatus:
+def status_of(session: Session, build: BuildJob) -> BuildStatus:
     return BuildStatus(
         website_id=build.website_id,
         job_id=build.id,

@@ -122,14 +122,18 @@ def runtime(services: None):
     return Runtime(get_settings())
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`orchestrator ARGS` in a process of its own, output captured."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *args],
         capture_output=True,
         text=True,
-        check=True,
+        check=check,
         cwd=ROOT,
         env=env,
+        timeout=300,
     )
 
 
@@ -160,7 +164,9 @@ class Stack:
         return proc
 
     def start(self) -> Stack:
-        _cli("token", "create", "--role", "admin", "--name", "migrate-first", env=self.env)  # migrates once
+        run_cli(
+            "token", "create", "--role", "admin", "--name", "migrate-first", env=self.env
+        )  # migrates once
         self.start_process("api", "api")
         for i in range(self.workers):
             self.start_process(f"worker-{i}", "worker")
@@ -178,7 +184,7 @@ class Stack:
 
     def token(self, role: str, name: str) -> str:
         return (
-            _cli("token", "create", "--role", role, "--name", name, env=self.env)
+            run_cli("token", "create", "--role", role, "--name", name, env=self.env)
             .stdout.strip()
             .splitlines()[-1]
         )
@@ -239,7 +245,7 @@ def api_url(services: None, test_env: dict[str, str], runtime) -> Iterator[str]:
 
 
 def make_token(role: str, name: str) -> str:
-    return _cli("token", "create", "--role", role, "--name", name).stdout.strip().splitlines()[-1]
+    return run_cli("token", "create", "--role", role, "--name", name).stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.conftest import ROOT, make_token
+from tests.integration.conftest import make_token, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +26,7 @@ def cli_env(api_url: str) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
+    return run_cli(*args, env=env, check=False)
 
 
 @pytest.fixture
