@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routes import builds, health, websites
+from api.routes import builds, health, previews, websites
 from orchestrator import __version__
 
 
@@ -16,6 +16,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(websites.router)
     app.include_router(builds.router)
+    app.include_router(previews.router)
     # The web page: plain HTML and JavaScript modules, no build step. Mounted last so that
     # /api and /docs keep their routes.
     app.mount("/", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")

@@ -18,7 +18,35 @@ class WebsitePublic(CamelModel):
     build_job_id: str | None
     created_at: datetime | None = None
     status: str | None = None
+    """The newest build's status."""
     preview_url: str | None = None
+    """The live preview: the newest build's once it is live, until then the previous one's."""
+    live_build_id: str | None = None
+    """The build serving preview_url."""
+
+
+class WebsiteDeleted(CamelModel):
+    id: str
+    deleted_at: datetime
+    cancelled_builds: list[str]
+    """Builds that were waiting or in progress, now cancelled."""
+    stopped_builds: list[str]
+    """Builds whose live preview was stopped (reason ``deleted``)."""
+
+
+class PreviewPublic(CamelModel):
+    build_id: str
+    website_id: str
+    website_name: str
+    owner: str
+    url: str | None
+    port: int | None
+    memory_bytes: int | None
+    """What the preview's container uses now (its working set)."""
+    idle_seconds: float
+    """Since anyone last sent the preview a request."""
+    age_seconds: float
+    """Since the preview went live."""
 
 
 class UploadAccepted(CamelModel):
@@ -76,6 +104,8 @@ class BuildPublic(CamelModel):
     error_step: str | None
     allocated_port: int | None
     preview_url: str | None
+    container_id: str | None
+    """The build's Docker container (its preview's, once live)."""
     files_hash: str | None
     steps: dict[str, Any]
     created_at: datetime
@@ -83,6 +113,7 @@ class BuildPublic(CamelModel):
     completed_at: datetime | None
     stopped_at: datetime | None
     stop_reason: str | None
+    """idle, expired, replaced, deleted or gc, once a live preview was stopped."""
     attempts: int
     wait_reason: str | None
     cancelled_by: str | None

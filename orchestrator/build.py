@@ -29,7 +29,8 @@ from orchestrator.markers import parse_marker
 from orchestrator.models import BuildJob
 from orchestrator.network import registry_access
 from orchestrator.plan import STEP_BY_NAME, make_plan
-from orchestrator.ports import PortPool, RedisPortStore
+from orchestrator.ports import port_pool
+from orchestrator.previews import mark_live, retire_replaced
 from orchestrator.recorder import BuildRecorder
 from orchestrator.redis_conn import get_redis
 from orchestrator.runtime import ContainerSpec, ContainerState, Runtime
@@ -39,12 +40,6 @@ from orchestrator.workspace import pack_for_container
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _EOF = object()
-
-
-def port_pool(settings: Settings) -> PortPool:
-    return PortPool(
-        RedisPortStore(get_redis()), range(settings.port_range_start, settings.port_range_end + 1)
-    )
 
 
 def step_timeout(settings: Settings, step: str) -> int:
@@ -158,7 +153,20 @@ class Build:
         url = s.preview_url(self.port)
         self.recorder.log(f"Preview live at {url}")
         self.recorder.running(url)
+        self.after_live()
         return url
+
+    def after_live(self) -> None:
+        """Start watching the new preview's traffic, and stop the website's previous preview.
+        The build is live whatever happens here: a failure is logged, and gc catches up."""
+        assert self.container_id
+        try:
+            mark_live(self.runtime, self.build_id, self.container_id)
+            for old in retire_replaced(self.settings, self.runtime, self.website_id):
+                self.recorder.log(f"Stopped the preview of build {old}, which this one replaces")
+        except (OrchestratorError, RedisError) as exc:
+            self.recorder.log(f"After going live: {exc} (gc will finish the switch)")
+        self.recorder.flush()
 
     def follow(self) -> None:
         """Read the container's output until the dev server answers, or a step fails."""

@@ -96,6 +96,7 @@ def api(
 def worker() -> None:
     """Run a build worker: admits builds in priority order and runs them (RQ), one at a time."""
     from orchestrator.db import get_engine
+    from orchestrator.gc import collect
     from orchestrator.jobs import reconcile
     from orchestrator.worker import run
 
@@ -103,10 +104,13 @@ def worker() -> None:
     _isolate_builds()
     try:
         fixed = reconcile()
+        cleaned = collect(get_settings())
     except OrchestratorError as exc:
         _fail(exc)
     if fixed:
         console.print(f"Put back {len(fixed)} builds that the queue had lost.")
+    for action in cleaned.actions:
+        console.print(f"gc: {action.action} {action.target} ({action.reason})", markup=False, highlight=False)
     get_engine().dispose()  # each job runs in a forked process: it opens its own connections
     run(get_settings())
 
@@ -159,26 +163,64 @@ def gc(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be done, change nothing")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the actions as JSON")] = False,
+    idle_ttl: Annotated[
+        int | None, typer.Option(help="Stop previews idle this many seconds [default: settings, 1800]")
+    ] = None,
+    max_age: Annotated[
+        int | None, typer.Option(help="Stop previews live this many seconds [default: settings, 86400]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
-    """Remove leftovers: containers with no live build, builds whose container is gone, stray ports."""
+    """Stop idle and expired previews; remove orphan containers, stray ports, old workspaces.
+
+    Exits 0 when it ran (even with nothing to do), 1 when Docker, Redis or the database
+    cannot be reached."""
+    from sqlalchemy.exc import SQLAlchemyError
 
     from orchestrator.gc import collect
+    from orchestrator.runtime import Runtime
 
+    settings = get_settings()
     _prepare(check_runtime=False)
+    runtime = Runtime(settings)
     try:
-        actions = collect(get_settings(), dry_run=dry_run)
+        runtime.ping()
+        report = collect(settings, dry_run=dry_run, runtime=runtime, idle_ttl=idle_ttl, max_age=max_age)
     except OrchestratorError as exc:
         _fail(exc)
+    except SQLAlchemyError as exc:
+        console.print(f"[red]error:[/red] the database cannot be reached: {exc}")
+        raise typer.Exit(1) from exc
     if as_json:
-        print(json.dumps([a.__dict__ for a in actions], indent=2))
+        print(json.dumps({"dryRun": dry_run, **report.as_dict()}, indent=2))
         return
+    _print_gc(report, dry_run)
+
+
+def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    table = Table("action", "target", "why", title="gc" + (" (dry run)" if dry_run else ""))
-    for action in actions:
-        table.add_row(action.action, action.target, action.reason)
-    Console().print(table if actions else "Nothing to collect.")
+    def size(value: int | None) -> str:
+        return "" if not value else f"{value / 2**20:.0f} MB" if value >= 2**20 else f"{value / 1024:.0f} KB"
+
+    out = Console()
+    title = "gc" + (" (dry run: nothing was changed)" if dry_run else "")
+    if report.actions:
+        table = Table("what", "target", "why", "memory", "disk", "port", title=title)
+        for a in report.actions:
+            freed = (size(a.memory_bytes), size(a.disk_bytes), str(a.port or ""))
+            table.add_row(a.action, a.target, a.reason, *freed)
+        out.print(table)
+    else:
+        out.print(f"{title}: nothing to collect.")
+    totals = report.as_dict()["freed"]
+    assert isinstance(totals, dict)
+    verb = "would free" if dry_run else "freed"
+    out.print(
+        f"{report.previews_checked} live previews checked in {report.seconds:.2f} s; {verb} "
+        f"{size(totals['memoryBytes']) or '0 MB'} memory, {size(totals['diskBytes']) or '0 MB'} disk, "
+        f"{len(totals['ports'])} ports."
+    )
 
 
 ServerOption = Annotated[str | None, typer.Option(help="API address [env: ORCHESTRATOR_URL]")]

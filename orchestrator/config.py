@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     """Host CPU use above which builds wait."""
     max_attempts: int = defaults.MAX_ATTEMPTS
 
+    idle_ttl: int = defaults.IDLE_TTL
+    """Seconds without traffic after which a live preview is stopped."""
+    max_age: int = defaults.MAX_AGE
+    """Seconds a preview may stay live at most."""
+    gc_interval: int = defaults.GC_INTERVAL
+    """Seconds between the service's own gc runs (0: only when an operator runs it)."""
+
     log_lines_kept: int = defaults.LOG_LINES_KEPT
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     max_unpacked_bytes: int = defaults.MAX_UNPACKED_BYTES

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 from orchestrator.config import Settings, get_settings
+from orchestrator.exceptions import ServiceUnavailable
 from orchestrator.redis_conn import migration_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -69,5 +71,10 @@ def migrate(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with migration_lock():
-        command.upgrade(alembic_config(settings), "head")
+    try:
+        with migration_lock():
+            command.upgrade(alembic_config(settings), "head")
+    except SQLAlchemyError as exc:
+        where = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
+        cause = getattr(exc, "orig", None) or exc
+        raise ServiceUnavailable(f"the database {where} cannot be reached: {cause}") from exc

@@ -55,6 +55,27 @@ CANCEL_KEY = REDIS_PREFIX + "cancel:"
 WAKE_KEY = REDIS_PREFIX + "wake"
 """List pushed to wake idle workers: a build was queued or a slot came free."""
 
+ACTIVITY_KEY = REDIS_PREFIX + "activity"
+"""Hash: live build id → JSON {"counter", "activeAt"}: the preview's traffic counter when last
+read, and when it last moved (see lifecycle.py)."""
+
+GC_SCHEDULE_KEY = REDIS_PREFIX + "gc-scheduled"
+"""Set (NX, expiring after the gc interval) by the worker that runs the scheduled gc: one run
+per interval whatever the number of workers."""
+
+IDLE_TTL = 30 * 60
+"""Seconds without traffic after which a preview is stopped."""
+
+MAX_AGE = 24 * 3600
+"""Seconds a preview may live at most."""
+
+REPLACE_DRAIN_SECONDS = 1.0
+"""Seconds a replaced preview keeps answering after its successor went live, for requests sent
+to its address just before the switch."""
+
+GC_INTERVAL = 60
+"""Seconds between two scheduled gc runs inside the service (0: never)."""
+
 HEARTBEAT_SECONDS = 5
 """How often a running build refreshes its heartbeat."""
 

@@ -15,12 +15,12 @@ from sqlmodel import col, select
 
 from orchestrator import defaults
 from orchestrator.admission import Admission, Limits
-from orchestrator.build import port_pool
 from orchestrator.config import Settings
 from orchestrator.db import session_scope
 from orchestrator.exceptions import OrchestratorError
 from orchestrator.jobs import build_score, get_queue, start_job
 from orchestrator.models import BuildJob
+from orchestrator.ports import port_pool
 from orchestrator.recorder import BuildRecorder
 from orchestrator.resources import Snapshot, host_usage, shortage
 from orchestrator.runtime import Runtime
@@ -44,19 +44,26 @@ def snapshot(runtime: Runtime, active: set[str]) -> Snapshot:
     return Snapshot(memory_percent, cpu_percent, previews / 2**20, len(active))
 
 
-def recover_lost(settings: Settings, runtime: Runtime, redis: Redis) -> list[str]:
-    """Builds marked building whose heartbeat stopped: their worker died. Each is re-queued
-    (container removed, port freed) or, after max_attempts, failed with "worker lost"."""
+def lost_builds(redis: Redis) -> list[BuildJob]:
+    """Builds marked building whose heartbeat stopped (their worker died), changing nothing."""
     cutoff = time.time() - defaults.HEARTBEAT_TTL
     with session_scope() as session:
         building = session.exec(select(BuildJob).where(BuildJob.status == Status.BUILDING)).all()
-    recovered = []
+    return [
+        build
+        for build in building
+        if build.started_at is not None
+        and build.started_at.timestamp() <= cutoff
+        and not redis.exists(defaults.HEARTBEAT_KEY + build.id)
+    ]
+
+
+def recover_lost(settings: Settings, runtime: Runtime, redis: Redis) -> dict[str, str]:
+    """Builds whose worker was lost: each is re-queued (container removed, port freed) or,
+    after max_attempts, failed with "worker lost". Returns build id → what was done."""
+    recovered = {}
     gate = Admission(redis)
-    for build in building:
-        if build.started_at is None or build.started_at.timestamp() > cutoff:
-            continue
-        if redis.exists(defaults.HEARTBEAT_KEY + build.id):
-            continue
+    for build in lost_builds(redis):
         if not redis.set(f"{defaults.REDIS_PREFIX}recovering:{build.id}", "1", nx=True, ex=60):
             continue  # another worker is recovering it
         recorder = BuildRecorder(build.id, settings.log_lines_kept)
@@ -73,15 +80,17 @@ def recover_lost(settings: Settings, runtime: Runtime, redis: Redis) -> list[str
             recorder.cancelled(
                 cancelled_by.decode() if isinstance(cancelled_by, bytes) else str(cancelled_by)
             )
+            recovered[build.id] = "cancelled"
         elif build.attempts < settings.max_attempts:
             recorder.requeued(
                 f"The worker running this build was lost: queued again (attempt {build.attempts + 1} "
                 f"of {settings.max_attempts})"
             )
             gate.add(build.id, build.owner_id, build_score(build))
+            recovered[build.id] = "queued again"
         else:
             recorder.fail(None, f"worker lost {build.attempts} times: giving up")
-        recovered.append(build.id)
+            recovered[build.id] = "failed"
     return recovered
 
 

@@ -1,23 +1,43 @@
-"""Garbage collection: make Docker, the port pool and the database agree again.
+"""Garbage collection: stop previews nobody uses, and make Docker, the port pool, the files and
+the database agree again.
 
-Removing what is already gone is success, so two collections at once do no harm.
+One run, in order:
+1. builds whose worker was lost are queued again (dispatcher.recover_lost);
+2. live previews are stopped when idle, expired, their website deleted, or their container
+   exited or gone (previews.stop_preview: a conditional status move, so concurrent runs stop
+   each preview once);
+3. containers with our labels that no live build owns are removed;
+4. ports held by no live build are freed;
+5. workspaces of builds not in progress, and uploads nobody can use any more, are deleted.
+
+Removing what is already gone is success, so two runs at once (two workers, a worker and an
+operator) do no harm. Whatever is about to be taken is read again just before: a build that
+starts meanwhile keeps its port, workspace and container.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from sqlmodel import col, select
 
 from orchestrator import defaults
-from orchestrator.build import port_pool
 from orchestrator.config import Settings
 from orchestrator.db import session_scope
-from orchestrator.models import BuildJob, utcnow
+from orchestrator.dispatcher import lost_builds, recover_lost
+from orchestrator.lifecycle import Policy, StopReason, explain, reap_reason
+from orchestrator.models import BuildJob, Website
+from orchestrator.ports import port_pool
+from orchestrator.previews import live_since, observe_activity, stop_preview
+from orchestrator.redis_conn import get_redis
 from orchestrator.runtime import Runtime
-from orchestrator.states import Status, can_transition
+from orchestrator.states import ACTIVE, Status
 
 LIVE = (Status.BUILDING.value, Status.RUNNING.value)
+_BUILD_LABEL = f"{defaults.LABEL_NAMESPACE}.build-id"
 
 
 @dataclass
@@ -25,61 +45,211 @@ class Action:
     action: str
     target: str
     reason: str
+    memory_bytes: int | None = None
+    disk_bytes: int | None = None
+    port: int | None = None
 
 
-def collect(settings: Settings, dry_run: bool = False, runtime: Runtime | None = None) -> list[Action]:
-    runtime = runtime or Runtime(settings)
-    actions: list[Action] = []
-    containers = runtime.list_ours()
-    present = {c["Id"] for c in containers}
+@dataclass
+class Report:
+    actions: list[Action] = field(default_factory=list)
+    previews_checked: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "actions": [asdict(a) for a in self.actions],
+            "previewsChecked": self.previews_checked,
+            "seconds": round(self.seconds, 3),
+            "freed": {
+                "memoryBytes": sum(a.memory_bytes or 0 for a in self.actions),
+                "diskBytes": sum(a.disk_bytes or 0 for a in self.actions),
+                "ports": sorted({a.port for a in self.actions if a.port is not None}),
+            },
+        }
+
+
+def _status(build_id: str) -> str | None:
     with session_scope() as session:
-        live = {b.id: b for b in session.exec(select(BuildJob).where(col(BuildJob.status).in_(LIVE))).all()}
+        build = session.get(BuildJob, build_id)
+        return build.status if build else None
 
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+class Collector:
+    def __init__(self, settings: Settings, runtime: Runtime, policy: Policy, dry_run: bool) -> None:
+        self.settings, self.runtime, self.policy, self.dry_run = settings, runtime, policy, dry_run
+        self.report = Report()
+        self.stopping: set[str] = set()
+        """Builds whose preview this run stops (or, dry, would stop)."""
+
+    def run(self) -> Report:
+        started = time.monotonic()
+        self.lost_builds()
+        containers = self.runtime.list_ours()  # before the records: a newer container's build is live
+        with session_scope() as session:
+            found = session.exec(select(BuildJob).where(col(BuildJob.status).in_(LIVE))).all()
+            live = {b.id: b for b in found}
+            deleted = set(session.exec(select(Website.id).where(col(Website.deleted_at).is_not(None))).all())
+        self.previews(live, {c["Id"]: c for c in containers}, deleted)
+        self.containers(containers, live)
+        self.ports()
+        self.files()
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    def add(self, action: str, target: str, reason: str, **freed: int | None) -> None:
+        self.report.actions.append(Action(action, target, reason, **freed))
+
+    # -- 1. lost builds ------------------------------------------------------------
+
+    def lost_builds(self) -> None:
+        redis = get_redis()
+        if self.dry_run:
+            for build in lost_builds(redis):
+                self.add("recover build", build.id, "its worker stopped sending heartbeats")
+            return
+        for build_id, outcome in recover_lost(self.settings, self.runtime, redis).items():
+            self.add("recover build", build_id, f"its worker was lost: {outcome}")
+
+    # -- 2. previews ---------------------------------------------------------------
+
+    def previews(self, live: dict[str, BuildJob], containers: dict[str, dict], deleted: set[str]) -> None:
+        now = time.time()
+        running = [b for b in live.values() if b.status == Status.RUNNING]
+        newest: dict[str, BuildJob] = {}
+        for build in sorted(running, key=lambda b: b.created_at):
+            newest[build.website_id] = build
+        for build in running:
+            self.report.previews_checked += 1
+            container = containers.get(build.container_id or "")
+            successor = newest[build.website_id]
+            # (a successor that went live seconds ago: its worker is stopping this one after a drain)
+            if successor is not build and now - live_since(successor) > defaults.REPLACE_DRAIN_SECONDS + 10:
+                self.stop(build, StopReason.REPLACED, f"build {successor.id} of this website is live")
+            elif container is None:
+                self.stop(build, StopReason.GC, "its container is gone")
+            elif container.get("State") != "running":
+                self.stop(build, StopReason.GC, f"its container is {container.get('State')}")
+            else:
+                activity = observe_activity(self.runtime, build, now, save=not self.dry_run)
+                age, idle = now - live_since(build), now - activity.active_at
+                reason = reap_reason(self.policy, age, idle, build.website_id in deleted)
+                if reason is not None:
+                    self.stop(build, reason, explain(reason, self.policy, age, idle))
+
+    def stop(self, build: BuildJob, reason: StopReason, detail: str) -> None:
+        why = f"{reason.value}: {detail}"
+        self.stopping.add(build.id)
+        if self.dry_run:
+            memory = self.runtime.memory_used(build.container_id) if build.container_id else None
+            self.add("stop preview", build.id, why, memory_bytes=memory, port=build.allocated_port)
+            return
+        stopped = stop_preview(self.settings, self.runtime, build.id, reason, detail)
+        if stopped is None:
+            return  # stopped meanwhile by someone else
+        self.add(
+            "stop preview",
+            build.id,
+            why,
+            memory_bytes=stopped.memory_bytes,
+            disk_bytes=stopped.disk_bytes,
+            port=stopped.port,
+        )
+
+    # -- 3. containers -------------------------------------------------------------
+
+    def containers(self, containers: list[dict], live: dict[str, BuildJob]) -> None:
         for container in containers:
-            build_id = (container.get("Labels") or {}).get(f"{defaults.LABEL_NAMESPACE}.build-id", "")
+            build_id = (container.get("Labels") or {}).get(_BUILD_LABEL, "")
+            if build_id in self.stopping:
+                continue  # goes (or went) with its preview
             build = live.get(build_id)
             if (
                 build is not None
-                and build.status == Status.BUILDING
                 and build.container_id in (None, container["Id"])
+                and (build.status == Status.BUILDING or container.get("State") == "running")
             ):
-                continue  # being built right now
-            if (
-                build is not None
-                and build.container_id == container["Id"]
-                and container.get("State") == "running"
-            ):
-                continue
-            reason = "no live build owns it" if build is None else f"container {container.get('State')}"
-            actions.append(Action("remove container", container["Id"][:12], reason))
-            if not dry_run:
-                runtime.remove(container["Id"])
-                present.discard(container["Id"])
+                continue  # being built, or a live preview
+            reason = (
+                "no live build owns it"
+                if build is None
+                else f"its build is {build.status} and the container {container.get('State')}"
+            )
+            running = container.get("State") == "running"
+            memory = self.runtime.memory_used(container["Id"]) if running else None
+            disk = self.runtime.disk_used(container["Id"])
+            if not self.dry_run:
+                self.runtime.remove(container["Id"])
+            self.add("remove container", container["Id"][:12], reason, memory_bytes=memory, disk_bytes=disk)
 
-        for build in live.values():
-            if build.container_id is None or build.container_id in present:
-                continue
-            new = Status.STOPPED if build.status == Status.RUNNING else Status.FAILED
-            actions.append(Action(f"mark {new.value}", build.id, "its container is gone"))
-            if not dry_run and can_transition(build.status, new):
-                build.status = new.value
-                if new is Status.STOPPED:
-                    build.stopped_at, build.stop_reason = utcnow(), "gc"
-                else:
-                    build.error = build.error or "the build container disappeared"
-                    build.completed_at = utcnow()
-                build.allocated_port = None
-                session.add(build)
+    # -- 4. ports ------------------------------------------------------------------
 
-    pool = port_pool(settings)
-    still_live = {
-        b.id
-        for b in live.values()
-        if b.status in LIVE and (b.container_id is None or b.container_id in present)
-    }
-    for port, owner in sorted(pool.store.held().items()):
-        if owner not in still_live:
-            actions.append(Action("free port", str(port), f"held by build {owner[:12]}, which is not live"))
-            if not dry_run:
-                pool.release(port, owner)
-    return actions
+    def ports(self) -> None:
+        pool = port_pool(self.settings)
+        for port, owner in sorted(pool.store.held().items()):
+            if _status(owner) in LIVE:
+                continue  # read now: a build that started since the run began keeps its port
+            if self.dry_run or pool.release(port, owner):
+                self.add("free port", str(port), f"held by build {owner[:12]}, which is not live", port=port)
+
+    # -- 5. files ------------------------------------------------------------------
+
+    def files(self) -> None:
+        workspaces = self.settings.workspaces_dir
+        for path in sorted(workspaces.iterdir()) if workspaces.is_dir() else []:
+            if _status(path.name) == Status.BUILDING:
+                continue
+            self.remove_path(path, "workspace", "its build is not in progress")
+        uploads = self.settings.uploads_dir
+        for path in sorted(uploads.glob("*.zip")) if uploads.is_dir() else []:
+            why = self.unused_upload(path)
+            if why:
+                self.remove_path(path, "upload", why)
+
+    def unused_upload(self, path: Path) -> str | None:
+        """Why an upload is no longer needed, or None to keep it. Kept: builds still to run, the
+        live previews', and each website's newest build's (what a rebuild starts from)."""
+        build_id = path.stem
+        with session_scope() as session:
+            build = session.get(BuildJob, build_id)
+            if build is None:
+                old = time.time() - path.stat().st_mtime > 3600
+                return "no build was recorded for it" if old else None  # else: being uploaded
+            website = session.get(Website, build.website_id)
+            if website is not None and website.deleted_at is not None:
+                return "its website was deleted"
+            if Status(build.status) in ACTIVE or build.status == Status.RUNNING:
+                return None
+            if website is not None and website.build_job_id == build.id:
+                return None
+            return "a newer build of its website replaced it"
+
+    def remove_path(self, path: Path, what: str, why: str) -> None:
+        size = _size(path)
+        if not self.dry_run:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.add(f"delete {what}", path.name, why, disk_bytes=size)
+
+
+def collect(
+    settings: Settings,
+    dry_run: bool = False,
+    runtime: Runtime | None = None,
+    idle_ttl: float | None = None,
+    max_age: float | None = None,
+) -> Report:
+    """One gc run; ``idle_ttl`` and ``max_age`` override the settings for this run."""
+    policy = Policy(
+        idle_ttl=settings.idle_ttl if idle_ttl is None else idle_ttl,
+        max_age=settings.max_age if max_age is None else max_age,
+    )
+    return Collector(settings, runtime or Runtime(settings), policy, dry_run).run()

@@ -42,6 +42,8 @@ class Website(SQLModel, table=True):
     build_job_id: str | None = Field(default=None)
     """The newest build of this website."""
     created_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = Field(default=None, index=True)
+    """Set by DELETE: the website is gone for its owner; its builds stay as history."""
 
 
 class BuildJob(SQLModel, table=True):

@@ -14,7 +14,9 @@ from typing import Protocol
 from redis import Redis
 
 from orchestrator import defaults
+from orchestrator.config import Settings
 from orchestrator.exceptions import NoFreePort
+from orchestrator.redis_conn import get_redis
 
 _RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -118,3 +120,10 @@ class PortPool:
 
     def release(self, port: int, owner: str) -> bool:
         return self.store.release(port, owner)
+
+
+def port_pool(settings: Settings) -> PortPool:
+    """The preview ports of this installation, shared through its Redis."""
+    return PortPool(
+        RedisPortStore(get_redis()), range(settings.port_range_start, settings.port_range_end + 1)
+    )

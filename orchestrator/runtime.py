@@ -7,6 +7,7 @@ labels of :func:`labels`, so that ``gc`` can find all of ours with one filter.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,8 @@ class Runtime:
             try:
                 self._client = docker.from_env(timeout=60)
             except DockerException as exc:
-                raise RuntimeUnavailable(f"the Docker engine cannot be reached: {exc}") from exc
+                where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+                raise RuntimeUnavailable(f"the Docker engine at {where} cannot be reached: {exc}") from exc
         return self._client
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -77,9 +79,13 @@ class Runtime:
 
     # -- checks --------------------------------------------------------------------
 
+    def ping(self) -> None:
+        """Raise RuntimeUnavailable unless the engine answers."""
+        self._call("answer a ping", self.client.ping)
+
     def check(self) -> None:
         """Raise RuntimeUnavailable unless the engine answers and the build image exists."""
-        self._call("answer a ping", self.client.ping)
+        self.ping()
         try:
             self.client.images.get(self.settings.node_image)
         except ImageNotFound as exc:
@@ -262,6 +268,41 @@ class Runtime:
             return None
         inactive_bytes = (memory.get("stats") or {}).get("total_inactive_file", 0)
         return max(0, int(memory["usage"]) - int(inactive_bytes))
+
+    def traffic(self, container_id: str) -> int | None:
+        """TCP segments the container has received so far (requests to its preview), None when
+        it is gone. Read from its network namespace on this host (fast), else from the engine."""
+        try:
+            info = self._call("inspect the container", self.client.api.inspect_container, container_id)
+        except NotFound:
+            return None
+        pid = info["State"].get("Pid") or 0
+        if pid:
+            try:
+                lines = [line.split() for line in Path(f"/proc/{pid}/net/snmp").read_text().splitlines()]
+                names, values = [row for row in lines if row and row[0] == "Tcp:"][:2]
+                return int(values[names.index("InSegs")])
+            except (OSError, ValueError, IndexError):
+                pass  # not on this host (a remote engine): ask the engine
+        try:
+            stats = self.client.api.stats(container_id, stream=False, one_shot=True)
+        except NotFound:
+            return None
+        except (APIError, DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to read a container's network counters: {exc}") from exc
+        networks = stats.get("networks") or {}
+        return sum(int(n.get("rx_packets", 0)) for n in networks.values()) if networks else None
+
+    def disk_used(self, container_id: str) -> int | None:
+        """Bytes the container wrote on top of its image (node_modules, caches), None when gone."""
+        found = self._call(
+            "measure the container",
+            self.client.api.containers,
+            all=True,
+            size=True,
+            filters={"id": container_id},
+        )
+        return int(found[0].get("SizeRw") or 0) if found else None
 
     def list_ours(self, *, all_instances: bool = False) -> list[dict[str, Any]]:
         """Every container carrying our labels, running or not, as Docker describes it."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
 
@@ -18,10 +19,13 @@ from orchestrator.db import session_scope
 from orchestrator.estimate import remaining_seconds, step_durations, typical_durations
 from orchestrator.exceptions import InvalidTransition, InvalidUpload, NotFound
 from orchestrator.jobs import admission, submit
+from orchestrator.lifecycle import StopReason
 from orchestrator.models import ApiToken, BuildJob, Website, new_id, utcnow
+from orchestrator.previews import stop_preview
 from orchestrator.priority import base_priority
 from orchestrator.recorder import BuildRecorder, claim, publish_status
 from orchestrator.redis_conn import get_redis
+from orchestrator.runtime import Runtime
 from orchestrator.states import Status, check_transition
 from orchestrator.uploads import Limits, store_upload
 
@@ -180,9 +184,54 @@ def _visible(principal: ApiToken, owner_id: int) -> bool:
 
 def get_website(session: Session, principal: ApiToken, website_id: str) -> Website:
     website = session.get(Website, website_id)
-    if website is None or not _visible(principal, website.owner_id):
+    if website is None or website.deleted_at is not None or not _visible(principal, website.owner_id):
         raise NotFound(f"no website with id {website_id}")
     return website
+
+
+@dataclass
+class Deleted:
+    website: Website
+    cancelled: list[str]
+    stopped: list[str]
+    files_removed: int
+
+
+def delete_website(
+    session: Session, settings: Settings, runtime: Runtime, principal: ApiToken, website_id: str
+) -> Deleted:
+    """Delete a website: its waiting builds are cancelled, a build in progress is told to stop,
+    its live preview is stopped (reason ``deleted``) and its files removed. Its builds stay as
+    history. A build that ends meanwhile is caught by gc (its website is deleted)."""
+    website = get_website(session, principal, website_id)
+    website.deleted_at = utcnow()
+    session.add(website)
+    session.commit()
+    by = principal.name
+    builds = session.exec(select(BuildJob).where(BuildJob.website_id == website.id)).all()
+    result = Deleted(website, [], [], 0)
+    for build in builds:
+        if build.status in (Status.PENDING, Status.QUEUED):
+            if cancel_queued(build.id, by, reason="website deleted"):
+                result.cancelled.append(build.id)
+        elif build.status == Status.BUILDING:
+            get_redis().set(defaults.CANCEL_KEY + build.id, f"{by} (website deleted)", ex=3600)
+            result.cancelled.append(build.id)
+        elif build.status == Status.RUNNING and stop_preview(
+            settings, runtime, build.id, StopReason.DELETED, f"the website was deleted by {by}"
+        ):
+            result.stopped.append(build.id)
+    for build in builds:
+        if build.id in result.cancelled and build.status == Status.BUILDING:
+            continue  # its worker still reads them; gc removes them once it has stopped
+        for path in (settings.workspaces_dir / build.id, settings.uploads_dir / f"{build.id}.zip"):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                result.files_removed += 1
+            elif path.exists():
+                path.unlink(missing_ok=True)
+                result.files_removed += 1
+    return result
 
 
 def get_build(session: Session, principal: ApiToken, build_id: str) -> BuildJob:
@@ -193,7 +242,7 @@ def get_build(session: Session, principal: ApiToken, build_id: str) -> BuildJob:
 
 
 def list_websites(session: Session, principal: ApiToken) -> list[Website]:
-    query = select(Website).order_by(col(Website.created_at).desc())
+    query = select(Website).where(col(Website.deleted_at).is_(None)).order_by(col(Website.created_at).desc())
     if not is_admin(principal):
         query = query.where(Website.owner_id == principal.id)
     return list(session.exec(query).all())
@@ -212,6 +261,15 @@ def list_builds(
 
 def latest_build(session: Session, website: Website) -> BuildJob | None:
     return session.get(BuildJob, website.build_job_id) if website.build_job_id else None
+
+
+def live_build(session: Session, website: Website) -> BuildJob | None:
+    """The build whose preview is live (while a newer one builds, the previous one's is)."""
+    return session.exec(
+        select(BuildJob)
+        .where(BuildJob.website_id == website.id, BuildJob.status == Status.RUNNING)
+        .order_by(col(BuildJob.created_at).desc())
+    ).first()
 
 
 def estimate(session: Session, build: BuildJob) -> float | None:

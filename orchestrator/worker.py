@@ -7,17 +7,31 @@ import logging
 import signal
 from types import FrameType
 
+from redis import Redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
 from orchestrator import defaults
 from orchestrator.config import Settings
 from orchestrator.dispatcher import dispatch_round
+from orchestrator.gc import collect
 from orchestrator.jobs import get_queue
 from orchestrator.redis_conn import get_redis
 from orchestrator.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+def scheduled_gc(settings: Settings, runtime: Runtime, redis: Redis) -> None:
+    """Run gc when this installation's interval has passed: whichever worker gets there first
+    runs it (a Redis key set NX expiring after the interval), the others skip."""
+    if settings.gc_interval <= 0:
+        return
+    if not redis.set(defaults.GC_SCHEDULE_KEY, "1", nx=True, ex=settings.gc_interval):
+        return
+    report = collect(settings, runtime=runtime)
+    for action in report.actions:
+        log.info("gc: %s %s (%s)", action.action, action.target, action.reason)
 
 
 class _Stop:
@@ -42,6 +56,10 @@ def run(settings: Settings) -> None:
             dispatch_round(settings, runtime, redis)
         except Exception:  # noqa: BLE001 - a failed round is logged and tried again
             log.exception("dispatch round failed")
+        try:
+            scheduled_gc(settings, runtime, redis)
+        except Exception:  # noqa: BLE001 - the next interval tries again
+            log.exception("scheduled gc failed")
         if stop.requested:
             break
         if queue.count:

@@ -4,25 +4,29 @@ from fastapi import APIRouter, File, Form, UploadFile
 from sqlmodel import Session
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
-from api.schemas import BuildStatus, UploadAccepted, WebsitePublic
+from api.schemas import BuildStatus, UploadAccepted, WebsiteDeleted, WebsitePublic
 from orchestrator import defaults
 from orchestrator.jobs import admission
 from orchestrator.models import BuildJob, Website
+from orchestrator.runtime import Runtime
 from orchestrator.states import Status
 from orchestrator.websites import (
     create_website,
+    delete_website,
     estimate,
     get_build,
     get_website,
     latest_build,
     list_websites,
+    live_build,
     rebuild_website,
 )
 
 router = APIRouter(prefix="/api/websites", tags=["websites"])
 
 
-def _public(website: Website, build: BuildJob | None) -> WebsitePublic:
+def _public(session: Session, website: Website, build: BuildJob | None) -> WebsitePublic:
+    live = build if build is not None and build.status == Status.RUNNING else live_build(session, website)
     return WebsitePublic(
         id=website.id,
         name=website.name,
@@ -30,12 +34,13 @@ def _public(website: Website, build: BuildJob | None) -> WebsitePublic:
         build_job_id=website.build_job_id,
         created_at=website.created_at,
         status=build.status if build else None,
-        preview_url=build.preview_url if build else None,
+        preview_url=live.preview_url if live else None,
+        live_build_id=live.id if live else None,
     )
 
 
-def _accepted(website: Website, build: BuildJob, message: str) -> UploadAccepted:
-    return UploadAccepted(website=_public(website, build), message=message)
+def _accepted(session: Session, website: Website, build: BuildJob, message: str) -> UploadAccepted:
+    return UploadAccepted(website=_public(session, website, build), message=message)
 
 
 @router.post("", status_code=202, response_model=UploadAccepted, response_model_by_alias=True)
@@ -55,7 +60,8 @@ def upload_website(
     """Accept a website and queue its build; answers at once, before any build step runs."""
     uploads = [(f.filename or "", f.file) for f in files or []]
     website, build = create_website(session, settings, principal, uploads, name, priority, website_id)
-    return _accepted(website, build, "Website uploaded successfully. Build process started in background.")
+    message = "Website uploaded successfully. Build process started in background."
+    return _accepted(session, website, build, message)
 
 
 @router.post(
@@ -66,19 +72,35 @@ def rebuild(
 ) -> UploadAccepted:
     """Build the website's newest files again."""
     website, build = rebuild_website(session, settings, principal, website_id)
-    return _accepted(website, build, "Rebuild queued.")
+    return _accepted(session, website, build, "Rebuild queued.")
 
 
 @router.get("", response_model=list[WebsitePublic], response_model_by_alias=True)
 def websites(session: SessionDep, principal: PrincipalDep) -> list[WebsitePublic]:
     """The caller's websites, newest first (an admin's: everyone's)."""
-    return [_public(w, latest_build(session, w)) for w in list_websites(session, principal)]
+    return [_public(session, w, latest_build(session, w)) for w in list_websites(session, principal)]
 
 
 @router.get("/{website_id}", response_model=WebsitePublic, response_model_by_alias=True)
 def website(website_id: str, session: SessionDep, principal: PrincipalDep) -> WebsitePublic:
     site = get_website(session, principal, website_id)
-    return _public(site, latest_build(session, site))
+    return _public(session, site, latest_build(session, site))
+
+
+@router.delete("/{website_id}", response_model=WebsiteDeleted, response_model_by_alias=True)
+def delete(
+    website_id: str, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+) -> WebsiteDeleted:
+    """Delete the website: cancel its builds, stop its preview, remove its files. Its builds stay
+    readable at /api/builds as history."""
+    done = delete_website(session, settings, Runtime(settings), principal, website_id)
+    assert done.website.deleted_at is not None
+    return WebsiteDeleted(
+        id=done.website.id,
+        deleted_at=done.website.deleted_at,
+        cancelled_builds=done.cancelled,
+        stopped_builds=done.stopped,
+    )
 
 
 @router.get("/{website_id}/build-status", response_model=BuildStatus, response_model_by_alias=True)

@@ -75,6 +75,8 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "ORCHESTRATOR_MAX_MEMORY_PERCENT": "100",
         "ORCHESTRATOR_MAX_BUILDING_PER_USER": str(WORKERS),
         "ORCHESTRATOR_BUILD_MEMORY_BUDGET_MB": "16384",
+        # gc runs when a test says so (test_lifecycle.py tests the schedule on a stack of its own)
+        "ORCHESTRATOR_GC_INTERVAL": "0",
     }
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -232,6 +234,7 @@ def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str
         "ORCHESTRATOR_PORT_RANGE_START": str(ports[0]),
         "ORCHESTRATOR_PORT_RANGE_END": str(ports[1]),
         "ORCHESTRATOR_API_PORT": str(free_port()),
+        "ORCHESTRATOR_GC_INTERVAL": "0",
         **overrides,
     }
 

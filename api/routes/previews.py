@@ -1,0 +1,18 @@
+from fastapi import APIRouter
+
+from api.deps import PrincipalDep, SessionDep, SettingsDep
+from api.schemas import PreviewPublic
+from orchestrator.previews import live_previews
+from orchestrator.runtime import Runtime
+
+router = APIRouter(prefix="/api/previews", tags=["previews"])
+
+
+@router.get("", response_model=list[PreviewPublic], response_model_by_alias=True)
+def previews(session: SessionDep, settings: SettingsDep, principal: PrincipalDep) -> list[PreviewPublic]:
+    """Live previews (the caller's; an admin's: all), newest first, with what each costs (memory)
+    and how long since anyone used it (idle) and since it went live (age)."""
+    return [
+        PreviewPublic.model_validate(p, from_attributes=True)
+        for p in live_previews(session, Runtime(settings), principal)
+    ]
