@@ -117,3 +117,9 @@ class BuildPublic(CamelModel):
     attempts: int
     wait_reason: str | None
     cancelled_by: str | None
+    rebuild: bool
+    """Asked for with …/rebuild: never answered by reusing an identical build."""
+    reused_from: str | None
+    """The build with identical files whose outcome (live preview, failure, type check) was reused."""
+    deps_key: str | None
+    """Dependency-cache key of its node_modules."""

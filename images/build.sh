@@ -14,6 +14,7 @@ context_hash=${2:-unknown}
 here=$(cd "$(dirname "$0")" && pwd)
 node_version=${NODE_VERSION:-22}
 npm_version=${NPM_VERSION:-11}
+corepack_version=${COREPACK_VERSION:-0.36}
 vite_version=${VITE_VERSION:-8}
 suite=${DEBIAN_SUITE:-bookworm}
 work=$(mktemp -d)
@@ -42,6 +43,10 @@ if [ -z "${BASE_IMAGE:-}" ]; then
 else
   mkdir -p "$work/ctx/dist"
 fi
+# Corepack runs pnpm and yarn at the version a project asks for (Node 25+ no longer ships it).
+mkdir -p "$work/ctx/dist/corepack"
+(cd "$work" && npm pack --silent "corepack@$corepack_version" >/dev/null)
+tar -xzf "$work"/corepack-*.tgz -C "$work/ctx/dist/corepack" --strip-components=1
 
 # Vite for static sites (a project of ours, installed on the host where the registry is reachable).
 mkdir -p "$work/ctx/static-server"

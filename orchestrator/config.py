@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     gc_interval: int = defaults.GC_INTERVAL
     """Seconds between the service's own gc runs (0: only when an operator runs it)."""
 
+    build_cpus: float = Field(default_factory=lambda: float(os.cpu_count() or 1))
+    """CPUs a build may use while it installs, type checks and starts (idle cores make it
+    faster); once live, its preview goes back to nano_cpus. 0: no boost."""
+    deps_cache_mb: int = defaults.DEPS_CACHE_MB
+    """Disk the dependency cache may use; gc evicts the least recently used beyond it."""
+    reuse_seconds: int = defaults.REUSE_SECONDS
+    """An upload identical to one built this recently reuses that build's outcome."""
+
     log_lines_kept: int = defaults.LOG_LINES_KEPT
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     max_unpacked_bytes: int = defaults.MAX_UNPACKED_BYTES
@@ -105,6 +113,10 @@ class Settings(BaseSettings):
     @property
     def workspaces_dir(self) -> Path:
         return self.data_dir / "workspaces"
+
+    @property
+    def build_nano_cpus(self) -> int:
+        return max(self.nano_cpus, int(self.build_cpus * 1_000_000_000))
 
     def preview_url(self, port: int) -> str:
         return f"http://{self.public_host}:{port}/"

@@ -73,6 +73,21 @@ REPLACE_DRAIN_SECONDS = 1.0
 """Seconds a replaced preview keeps answering after its successor went live, for requests sent
 to its address just before the switch."""
 
+DEPS_REPOSITORY = "website-orchestrator/deps"
+"""Repository of dependency-cache images; the tag is ``<instance>-<cache key>``."""
+
+DEPS_USED_KEY = REDIS_PREFIX + "deps-used"
+"""Sorted set: dependency-cache key → when a build last used it (for LRU eviction)."""
+
+DEPS_FILL_LOCK = REDIS_PREFIX + "deps-fill:"
+"""``DEPS_FILL_LOCK + key``: held while one build fills that cache entry; others wait for it."""
+
+DEPS_CACHE_MB = 10 * 1024
+"""Disk the dependency cache may use before gc evicts the least recently used entries."""
+
+REUSE_SECONDS = 24 * 3600
+"""An upload with the same files as a build this recent reuses its outcome."""
+
 GC_INTERVAL = 60
 """Seconds between two scheduled gc runs inside the service (0: never)."""
 

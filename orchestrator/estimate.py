@@ -19,12 +19,12 @@ STEP_ORDER = [s.name for s in STEPS]
 
 
 def step_durations(steps: Mapping[str, Any]) -> dict[str, float]:
-    """Seconds each finished step of one build took (skipped steps count as 0)."""
+    """Seconds each finished step of one build took (skipped, cached and reused steps: about 0)."""
     found = {}
     for name in STEP_ORDER:
         info = steps.get(name) or {}
         if (
-            info.get("status") not in ("ok", "skipped")
+            info.get("status") not in ("ok", "skipped", "cached", "reused")
             or not info.get("startedAt")
             or not info.get("endedAt")
         ):
@@ -49,8 +49,9 @@ def remaining_seconds(
     """Seconds left until the preview is live; None when there is nothing to go on."""
     if status in ("running", "failed", "cancelled", "stopped"):
         return 0.0 if status == "running" else None
-    if not typical or any(name not in typical for name in STEP_ORDER):
+    if not typical:
         return None
+    typical = {name: typical.get(name, 0.0) for name in STEP_ORDER}  # a step never seen took 0 s
     if status in ("pending", "queued"):
         return round(sum(typical.values()), 1)
     current = next((n for n in STEP_ORDER if (steps.get(n) or {}).get("status") == "running"), None)

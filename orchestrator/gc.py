@@ -8,7 +8,8 @@ One run, in order:
    each preview once);
 3. containers with our labels that no live build owns are removed;
 4. ports held by no live build are freed;
-5. workspaces of builds not in progress, and uploads nobody can use any more, are deleted.
+5. workspaces of builds not in progress, and uploads nobody can use any more, are deleted;
+6. the dependency cache is brought within its disk budget (least recently used first).
 
 Removing what is already gone is success, so two runs at once (two workers, a worker and an
 operator) do no harm. Whatever is about to be taken is read again just before: a build that
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
-from orchestrator import defaults
+from orchestrator import defaults, lifecycle
+from orchestrator.cache import DependencyCache
 from orchestrator.config import Settings
 from orchestrator.db import session_scope
 from orchestrator.dispatcher import lost_builds, recover_lost
@@ -100,6 +102,7 @@ class Collector:
         self.containers(containers, live)
         self.ports()
         self.files()
+        self.dependency_cache()
         self.report.seconds = time.monotonic() - started
         return self.report
 
@@ -165,17 +168,20 @@ class Collector:
     # -- 3. containers -------------------------------------------------------------
 
     def containers(self, containers: list[dict], live: dict[str, BuildJob]) -> None:
+        # A container belongs to the live build that names it (a preview handed over to an
+        # identical build keeps its first build's labels), or, while a build has not recorded
+        # its container yet, to the building build of its label (its build or cache filler).
+        owners = {b.container_id: b for b in live.values() if b.container_id}
         for container in containers:
             build_id = (container.get("Labels") or {}).get(_BUILD_LABEL, "")
-            if build_id in self.stopping:
+            owner = owners.get(container["Id"])
+            if owner is not None and owner.id in self.stopping:
                 continue  # goes (or went) with its preview
-            build = live.get(build_id)
-            if (
-                build is not None
-                and build.container_id in (None, container["Id"])
-                and (build.status == Status.BUILDING or container.get("State") == "running")
-            ):
+            if owner is not None and (owner.status == Status.BUILDING or container.get("State") == "running"):
                 continue  # being built, or a live preview
+            build = live.get(build_id)
+            if build is not None and build.status == Status.BUILDING:
+                continue  # its build is running (the build container or its cache filler)
             reason = (
                 "no live build owns it"
                 if build is None
@@ -238,6 +244,17 @@ class Collector:
             else:
                 path.unlink(missing_ok=True)
         self.add(f"delete {what}", path.name, why, disk_bytes=size)
+
+    # -- 6. dependency cache ------------------------------------------------------
+
+    def dependency_cache(self) -> None:
+        cache = DependencyCache(self.settings, self.runtime, get_redis())
+        budget = self.settings.deps_cache_mb * 2**20
+        for entry in cache.over_budget(budget):
+            idle = lifecycle.duration(time.time() - entry.last_used)
+            why = f"least recently used (last {idle} ago) beyond the {self.settings.deps_cache_mb} MB budget"
+            if self.dry_run or cache.remove(entry):
+                self.add("evict dependencies", entry.key[:12], why, disk_bytes=entry.size_bytes)
 
 
 def collect(

@@ -64,7 +64,7 @@ class BuildJob(SQLModel, table=True):
     allocated_port: int | None = None
     preview_url: str | None = None
     container_id: str | None = None
-    files_hash: str | None = None
+    files_hash: str | None = Field(default=None, index=True)
     steps: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     """Per step: {"startedAt", "endedAt", "status"} as ISO times, for estimates."""
     created_at: datetime = Field(default_factory=utcnow)
@@ -78,4 +78,10 @@ class BuildJob(SQLModel, table=True):
     wait_reason: str | None = None
     """Why a queued build is not starting yet (limits, resources), for the status."""
     cancelled_by: str | None = None
+    rebuild: bool = False
+    """Asked for explicitly (POST …/rebuild): never answered by reusing an identical build."""
+    reused_from: str | None = None
+    """The build with identical files whose outcome this one reused."""
+    deps_key: str | None = None
+    """The dependency-cache key of its node_modules."""
     updated_at: datetime = Field(default_factory=utcnow)

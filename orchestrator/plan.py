@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.deps import InstallPlan, plan_install
 from orchestrator.exceptions import InvalidUpload
 
 
@@ -33,6 +34,7 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("extract", "Extracting files", 10),
     Step("install", "Installing dependencies", 30),
+    Step("lifecycle", "Running the project's install scripts", 50),
     Step("typecheck", "Type checking", 60),
     Step("serve", "Starting the development server", 80),
 )
@@ -44,8 +46,6 @@ TYPE_CHECKERS = frozenset({"tsc", "vue-tsc", "svelte-check", "tsgo"})
 
 TYPECHECK_SCRIPTS = ("typecheck", "type-check", "check")
 """Scripts that are the project's own type check, in order of preference."""
-
-LOCKFILES_NPM = ("package-lock.json", "npm-shrinkwrap.json")
 
 STATIC_VITE = "/opt/static-server/node_modules/.bin/vite"
 """The Vite that the image carries for sites with no package.json."""
@@ -64,15 +64,23 @@ class TypeCheck:
 @dataclass(frozen=True)
 class BuildPlan:
     project_type: ProjectType
-    install: str | None
+    install: InstallPlan | None
     typecheck: TypeCheck
     serve: str
 
-    def container_env(self) -> dict[str, str]:
-        """The environment the runner script in the image reads."""
-        env = {"ORCH_SERVE": self.serve, "ORCH_INSTALL": self.install or ""}
-        env["ORCH_TYPECHECK"] = self.typecheck.command or ""
-        env["ORCH_TYPECHECK_SKIP"] = self.typecheck.reason
+    def container_env(self, *, installed: bool, typecheck: TypeCheck | None = None) -> dict[str, str]:
+        """The environment the runner script in the image reads. ``installed``: node_modules
+        comes from the dependency cache, so only the project's own install scripts run."""
+        typecheck = typecheck or self.typecheck
+        env = {"ORCH_SERVE": self.serve, "ORCH_INSTALL": "", "ORCH_ONLY_INSTALL": "", "ORCH_LIFECYCLE": ""}
+        if self.install is not None:
+            env.update(self.install.env)
+            if installed:
+                env["ORCH_LIFECYCLE"] = self.install.lifecycle or ""
+            else:
+                env["ORCH_INSTALL"] = self.install.command
+        env["ORCH_TYPECHECK"] = typecheck.command or ""
+        env["ORCH_TYPECHECK_SKIP"] = typecheck.reason
         return env
 
 
@@ -123,7 +131,7 @@ def _typecheck_part(build_script: str) -> str | None:
             words = shlex.split(segment)
         except ValueError:
             continue
-        if len(words) > 1 and words[0] in ("npx", "pnpm", "yarn"):
+        if len(words) > 1 and words[0] in ("npx", "pnpm", "yarn", "bunx"):
             words = words[2:] if words[1] == "exec" else words[1:]
         if words and words[0] in TYPE_CHECKERS:
             found.append(shlex.join(words))
@@ -154,18 +162,14 @@ def detect_typecheck(files: Collection[str], package: Mapping[str, Any]) -> Type
     )
 
 
-def install_command(files: Collection[str]) -> str:
-    if any(lock in files for lock in LOCKFILES_NPM):
-        return "npm ci"
-    return "npm install"
-
-
 def serve_command(project_type: ProjectType, port: int) -> str:
     vite = STATIC_VITE if project_type is ProjectType.STATIC else "vite"
     return f"{vite} --host 0.0.0.0 --port {port} --strictPort --clearScreen false"
 
 
-def make_plan(files: Collection[str], package: Mapping[str, Any] | None, port: int) -> BuildPlan:
+def make_plan(
+    files: Collection[str], package: Mapping[str, Any] | None, port: int, lockfile_text: str | None = None
+) -> BuildPlan:
     """Decide the whole build from the file list and the parsed package.json.
 
     The dev server listens on the same port inside the container as on the host, so
@@ -177,5 +181,8 @@ def make_plan(files: Collection[str], package: Mapping[str, Any] | None, port: i
         skip = TypeCheck(None, "type check skipped: a static site has none")
         return BuildPlan(kind, None, skip, serve_command(kind, port))
     return BuildPlan(
-        kind, install_command(files), detect_typecheck(files, package), serve_command(kind, port)
+        kind,
+        plan_install(files, package, lockfile_text),
+        detect_typecheck(files, package),
+        serve_command(kind, port),
     )

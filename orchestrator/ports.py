@@ -23,6 +23,11 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
+_TRANSFER_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+
 
 class PortStore(Protocol):
     def claim(self, port: int, owner: str) -> bool:
@@ -30,6 +35,9 @@ class PortStore(Protocol):
 
     def release(self, port: int, owner: str) -> bool:
         """Give ``port`` back if ``owner`` holds it; True when released."""
+
+    def transfer(self, port: int, owner: str, new_owner: str) -> bool:
+        """Hand ``port`` from ``owner`` to ``new_owner`` in one step; True when done."""
 
     def owner(self, port: int) -> str | None: ...
 
@@ -53,6 +61,12 @@ class MemoryPortStore:
             return True
         return False
 
+    def transfer(self, port: int, owner: str, new_owner: str) -> bool:
+        if self._owners.get(port) != owner:
+            return False
+        self._owners[port] = new_owner
+        return True
+
     def owner(self, port: int) -> str | None:
         return self._owners.get(port)
 
@@ -65,12 +79,16 @@ class RedisPortStore:
         self.redis = redis
         self.prefix = prefix
         self._release = redis.register_script(_RELEASE_IF_OWNER)
+        self._transfer = redis.register_script(_TRANSFER_IF_OWNER)
 
     def claim(self, port: int, owner: str) -> bool:
         return bool(self.redis.set(f"{self.prefix}{port}", owner, nx=True))
 
     def release(self, port: int, owner: str) -> bool:
         return bool(self._release(keys=[f"{self.prefix}{port}"], args=[owner]))
+
+    def transfer(self, port: int, owner: str, new_owner: str) -> bool:
+        return bool(self._transfer(keys=[f"{self.prefix}{port}"], args=[owner, new_owner]))
 
     def owner(self, port: int) -> str | None:
         value = self.redis.get(f"{self.prefix}{port}")

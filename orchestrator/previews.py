@@ -64,6 +64,15 @@ def mark_live(runtime: Runtime, build_id: str, container_id: str) -> None:
     _save(get_redis(), build_id, Activity(counter, time.time()))
 
 
+def move_activity(from_build: str, to_build: str) -> None:
+    """A preview handed over to another build keeps its traffic history."""
+    redis = get_redis()
+    raw = redis.hget(defaults.ACTIVITY_KEY, from_build)
+    if raw is not None:
+        redis.hset(defaults.ACTIVITY_KEY, to_build, raw)
+        redis.hdel(defaults.ACTIVITY_KEY, from_build)
+
+
 def observe_activity(runtime: Runtime, build: BuildJob, now: float, save: bool = True) -> Activity:
     """Read the preview's traffic counter and return when it last moved."""
     redis = get_redis()

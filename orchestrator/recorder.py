@@ -70,6 +70,9 @@ class BuildRecorder:
         self._pending: list[str] = []
         self._last_flush = 0.0
         self.current_step: str | None = None
+        """The step started last (the one a failure is blamed on unless a marker says otherwise)."""
+        self.open_steps: list[str] = []
+        """Steps started and not ended (the type check and the server run side by side)."""
         self.step_lines: list[str] = []
         """Log lines of the current step (the newest ones), to explain a failure."""
 
@@ -114,8 +117,8 @@ class BuildRecorder:
         )
 
     def fail(self, step: str | None, message: str) -> None:
-        if self.current_step:
-            self.end_step("failed")
+        self.end_step("failed", step or self.current_step)
+        self.end_step("stopped")  # a step that ran beside it (the server beside the type check)
         self.log(f"Build failed: {message}")
 
         def record(build: BuildJob) -> None:
@@ -124,8 +127,7 @@ class BuildRecorder:
         self._change_status(Status.FAILED, record)
 
     def cancelled(self, by: str) -> None:
-        if self.current_step:
-            self.end_step("cancelled")
+        self.end_step("cancelled")
         self.log(f"Cancelled by {by}")
 
         def record(build: BuildJob) -> None:
@@ -135,8 +137,7 @@ class BuildRecorder:
 
     def requeued(self, message: str) -> None:
         """building → queued: the build starts over (a lost worker, an engine fault)."""
-        if self.current_step:
-            self.end_step("failed")
+        self.end_step("failed")
         self.log(message)
         self.flush()
         with self._build() as build:
@@ -158,16 +159,19 @@ class BuildRecorder:
 
     # -- steps -----------------------------------------------------------------
 
-    def start_step(self, name: str) -> None:
-        """Record the end of the current step and the start of ``name``; progress only rises."""
-        if self.current_step == name:
+    def start_step(self, name: str, alongside: bool = False) -> None:
+        """Record the start of ``name``. Unless ``alongside``, the steps still open end first
+        (as ``ok``). Progress only rises."""
+        if name in self.open_steps:
             return
-        if self.current_step:
+        if not alongside:
             self.end_step("ok")
         self.flush()
         step = STEP_BY_NAME[name]
         self.current_step = name
-        self.step_lines = []
+        self.open_steps.append(name)
+        if not alongside:
+            self.step_lines = []
         with self._build() as build:
             build.steps = {
                 **build.steps,
@@ -182,16 +186,25 @@ class BuildRecorder:
             [(events.PROGRESS, {"progress": progress, "currentStep": step.label, "step": name})],
         )
 
-    def end_step(self, status: str) -> None:
-        if not self.current_step:
+    def end_step(self, status: str, name: str | None = None) -> None:
+        """End step ``name`` (None: every open step) with ``status``."""
+        ending = [n for n in self.open_steps if name is None or n == name]
+        if not ending:
             return
-        name, self.current_step = self.current_step, None
-        self._set_step(name, status=status, endedAt=_iso(utcnow()))
-
-    def skip_step(self, name: str, reason: str) -> None:
-        self.log(reason)
+        self.open_steps = [n for n in self.open_steps if n not in ending]
+        if self.current_step in ending:
+            self.current_step = self.open_steps[-1] if self.open_steps else None
         now = _iso(utcnow())
-        self._set_step(name, startedAt=now, endedAt=now, status="skipped")
+        for step in ending:
+            self._set_step(step, status=status, endedAt=now)
+
+    def skip_step(self, name: str, reason: str, status: str = "skipped") -> None:
+        """A step that did not run: ``skipped``, or ``cached``/``reused`` when its result was
+        already there."""
+        if reason:
+            self.log(reason)
+        now = _iso(utcnow())
+        self._set_step(name, startedAt=now, endedAt=now, status=status)
 
     def _set_step(self, name: str, **values: object) -> None:
         with self._build() as build:

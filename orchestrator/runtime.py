@@ -7,6 +7,7 @@ labels of :func:`labels`, so that ``gc`` can find all of ours with one filter.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,13 +44,33 @@ class ContainerState:
     status: str
 
 
+KIND_FILLER = "deps-fill"
+"""Label kind of the container that installs a project's dependencies into the cache."""
+
+KIND_DEPS = "deps"
+"""Label kind of dependency-cache images (and of the containers that fill them)."""
+
+CPU_PERIOD = 100_000
+"""CFS period (µs) of the CPU quota of our containers: quota = CPUs × period."""
+
+
+def cpu_quota(nano_cpus: int) -> int:
+    return nano_cpus * CPU_PERIOD // 1_000_000_000
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     build_id: str
     website_id: str
-    port: int
+    port: int | None
+    """Host port published to the same port inside; None publishes nothing (a cache filler)."""
     env: dict[str, str]
     extra_hosts: dict[str, str]
+    image: str | None = None
+    """None: the Node image."""
+    nano_cpus: int | None = None
+    """CPU limit while building (None: the settings' limit); serve_cpus() sets the preview's."""
+    kind: str = KIND_BUILD
 
 
 class Runtime:
@@ -131,25 +152,28 @@ class Runtime:
     def create_build_container(self, spec: ContainerSpec) -> str:
         """Create (not start) the container of one build, with its limits and hardening."""
         s = self.settings
+        suffix = "" if spec.kind == KIND_BUILD else f"-{spec.kind}"
         container = self._call(
             "create the build container",
             self.client.containers.create,
-            s.node_image,
-            name=f"wob-{spec.build_id[:12]}",
+            spec.image or s.node_image,
+            name=f"wob-{spec.build_id[:12]}{suffix}",
             environment=spec.env,
-            labels=labels(s, build_id=spec.build_id, website_id=spec.website_id),
+            labels=labels(s, build_id=spec.build_id, website_id=spec.website_id, kind=spec.kind),
             user=defaults.CONTAINER_USER,
             working_dir=defaults.CONTAINER_WORKDIR,
             mem_limit=s.memory_limit,
             memswap_limit=s.memory_limit,  # no swap on top of the memory limit
-            nano_cpus=s.nano_cpus,
+            # A quota, not nano_cpus: Docker can change a quota on a running container (serve_cpus).
+            cpu_period=CPU_PERIOD,
+            cpu_quota=cpu_quota(spec.nano_cpus or s.nano_cpus),
             pids_limit=s.pids_limit,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             init=True,
             network=self.ensure_network(),
             extra_hosts=spec.extra_hosts,
-            ports={f"{spec.port}/tcp": (s.preview_bind, spec.port)},
+            ports={f"{spec.port}/tcp": (s.preview_bind, spec.port)} if spec.port else None,
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
         )
         return str(container.id)
@@ -212,11 +236,63 @@ class Runtime:
     def limits(self, container_id: str) -> dict[str, int]:
         info = self._call("inspect the container", self.client.api.inspect_container, container_id)
         host = info["HostConfig"]
+        quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or CPU_PERIOD
         return {
             "memory": host.get("Memory", 0),
-            "nano_cpus": host.get("NanoCpus", 0),
+            "nano_cpus": host.get("NanoCpus") or (quota * 1_000_000_000 // period if quota > 0 else 0),
             "pids_limit": host.get("PidsLimit") or 0,
         }
+
+    def set_cpus(self, container_id: str, nano_cpus: int) -> None:
+        """Change a running container's CPU limit (a build's boost back to the preview's share)."""
+        self._call(
+            "change the container's CPU limit",
+            self.client.api.update_container,
+            container_id,
+            cpu_period=CPU_PERIOD,
+            cpu_quota=cpu_quota(nano_cpus),
+        )
+
+    # -- images of the dependency cache ----------------------------------------------
+
+    def commit(self, container_id: str, repository: str, tag: str, image_labels: dict[str, str]) -> str:
+        """Save a stopped container's files as an image; its id."""
+        changes = [f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in image_labels.items()]
+        result = self._call(
+            "save the dependency cache image",
+            self.client.api.commit,
+            container_id,
+            repository=repository,
+            tag=tag,
+            changes=changes,
+            pause=False,
+        )
+        return str(result["Id"])
+
+    def image(self, reference: str) -> dict[str, Any] | None:
+        """An image as Docker describes it (Id, Size, Created, Config.Labels), None if absent."""
+        try:
+            return dict(self._call("inspect an image", self.client.api.inspect_image, reference))
+        except (NotFound, ImageNotFound):
+            return None
+
+    def images(self, *label_filters: str) -> list[dict[str, Any]]:
+        found = self._call("list images", self.client.api.images, filters={"label": list(label_filters)})
+        return list(found)
+
+    def remove_image(self, reference: str) -> bool:
+        """Remove an image; False when a container still uses it (it is never forced)."""
+        try:
+            self.client.api.remove_image(reference, noprune=False)
+        except (NotFound, ImageNotFound):
+            return True
+        except APIError as exc:
+            if exc.status_code == 409:
+                return False
+            raise RuntimeUnavailable(f"Docker failed to remove image {reference}: {exc}") from exc
+        except (DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to remove image {reference}: {exc}") from exc
+        return True
 
     def remove(self, container_id: str) -> None:
         """Stop and remove a container; one already gone (or going) is not an error."""

@@ -42,7 +42,7 @@ def _default_name(uploads: Sequence[tuple[str, IO[bytes]]], package: dict | None
 
 
 def _queue_new_build(
-    session: Session, website: Website, build_id: str, priority: int, notes: list[str]
+    session: Session, website: Website, build_id: str, priority: int, notes: list[str], rebuild: bool = False
 ) -> BuildJob:
     """Record a queued build of ``website`` (its upload already stored) and submit it. Older
     builds of the website still waiting are superseded by it."""
@@ -53,6 +53,7 @@ def _queue_new_build(
         project_type=website.type,
         priority=priority,
         logs=notes,
+        rebuild=rebuild,
     )
     session.add(build)
     session.flush()
@@ -129,7 +130,7 @@ def rebuild_website(
     shutil.copyfile(source, settings.uploads_dir / f"{build_id}.zip")
     notes = [f"Rebuild of build {website.build_job_id}"]
     return website, _queue_new_build(
-        session, website, build_id, base_priority(principal.role, priority), notes
+        session, website, build_id, base_priority(principal.role, priority), notes, rebuild=True
     )
 
 

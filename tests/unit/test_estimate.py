@@ -59,7 +59,7 @@ def test_time_spent_in_the_current_step_is_taken_off():
 
 def test_nothing_to_go_on_is_none_and_finished_builds_need_nothing():
     assert remaining_seconds({}, "building", {}, T0) is None
-    assert remaining_seconds({"install": 3.0}, "queued", {}, T0) is None
+    assert remaining_seconds({"install": 3.0}, "queued", {}, T0) == 3.0  # steps never seen: 0 s
     assert remaining_seconds({"install": 3.0}, "running", {}, T0) == 0.0
     assert remaining_seconds({"install": 3.0}, "failed", {}, T0) is None
 

@@ -5,7 +5,6 @@ from orchestrator.plan import (
     ProjectType,
     detect_project_type,
     detect_typecheck,
-    install_command,
     make_plan,
     parse_package_json,
 )
@@ -76,17 +75,19 @@ def test_project_type():
         detect_project_type(["package.json"], {"dependencies": {"react": "19"}})
 
 
-def test_install_uses_npm_ci_only_with_a_lockfile():
-    assert install_command(["package.json", "package-lock.json"]) == "npm ci"
-    assert install_command(["package.json"]) == "npm install"
-
-
 def test_plan_serves_on_the_host_port_inside_the_container():
     plan = make_plan(["package.json", "index.html"], pkg("tsc -b && vite build"), 41007)
-    env = plan.container_env()
+    env = plan.container_env(installed=False)
     assert env["ORCH_SERVE"].startswith("vite --host 0.0.0.0 --port 41007 --strictPort")
     assert env["ORCH_INSTALL"] == "npm install"
     assert env["ORCH_TYPECHECK"] == "tsc -b"
+
+
+def test_with_cached_dependencies_only_the_projects_own_install_scripts_run():
+    package = {**pkg("tsc -b && vite build"), "scripts": {"postinstall": "node fix.js", "dev": "vite"}}
+    env = make_plan(["package.json", "index.html"], package, 41007).container_env(installed=True)
+    assert env["ORCH_INSTALL"] == "" and env["ORCH_LIFECYCLE"] == "npm run postinstall"
+    assert env["npm_config_cache"].startswith("/tmp/")
 
 
 def test_static_plan_has_no_install_and_no_type_check():
