@@ -104,6 +104,10 @@ class BenchStack:
             all=True, filters={"label": f"org.website-orchestrator.instance={self.instance}"}
         ):
             container.remove(force=True)
+        for image in client.images.list(
+            filters={"label": f"org.website-orchestrator.instance={self.instance}"}
+        ):
+            client.images.remove(image.id, force=True)
         client.close()
         Redis.from_url(self.redis_url).flushdb()
         shutil.rmtree(self.data, ignore_errors=True)

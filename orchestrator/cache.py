@@ -42,6 +42,18 @@ class Entry:
     filled_by: str
 
 
+def least_recently_used(entries: list[Entry], budget_bytes: int) -> list[Entry]:
+    """The entries to evict, least recently used first, until the rest fit in ``budget_bytes``."""
+    total = sum(e.size_bytes for e in entries)
+    evict = []
+    for entry in sorted(entries, key=lambda e: e.last_used):
+        if total <= budget_bytes:
+            break
+        evict.append(entry)
+        total -= entry.size_bytes
+    return evict
+
+
 class DependencyCache:
     def __init__(self, settings: Settings, runtime: Runtime, redis: Redis) -> None:
         self.settings, self.runtime, self.redis = settings, runtime, redis
@@ -111,15 +123,7 @@ class DependencyCache:
 
     def over_budget(self, budget_bytes: int) -> list[Entry]:
         """The least recently used entries to remove to get within ``budget_bytes``."""
-        entries = self.entries()
-        total = sum(e.size_bytes for e in entries)
-        evict = []
-        for entry in entries:
-            if total <= budget_bytes:
-                break
-            evict.append(entry)
-            total -= entry.size_bytes
-        return evict
+        return least_recently_used(self.entries(), budget_bytes)
 
     def remove(self, entry: Entry) -> bool:
         """Remove an entry; False when a live container still runs from it."""

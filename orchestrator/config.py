@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     """Registry build containers install from; its host is resolved on this host."""
     ca_bundle: Path | None = Field(default_factory=_default_ca_bundle)
     """CA bundle copied into build containers and named by NODE_EXTRA_CA_CERTS."""
+    corepack_integrity_keys: str = "0"
+    """Keys corepack checks pnpm and yarn downloads against. "0": no signature check, the same
+    trust npm gives every package it installs (registry mirrors often serve no signatures);
+    corepack's own JSON of keys to check them."""
     http_proxy: str | None = None
     https_proxy: str | None = None
     no_proxy: str | None = None

@@ -34,8 +34,6 @@ LOCKFILES: dict[str, PackageManager] = {
 """Each lockfile, and the tool it belongs to (the first found wins, in this order)."""
 
 MANIFEST_FIELDS = (
-    "name",
-    "version",
     "type",
     "dependencies",
     "devDependencies",
@@ -50,7 +48,8 @@ MANIFEST_FIELDS = (
     "engines",
 )
 """The fields of package.json that decide node_modules. ``scripts`` is not one: the project's
-own lifecycle scripts run in its build container, never in the cache."""
+own lifecycle scripts run in its build container, never in the cache. Nor are ``name`` and
+``version``: two projects with the same dependencies share one entry."""
 
 CONFIG_FILES = (".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs", "pnpm-workspace.yaml")
 """Package manager configuration that changes what is installed."""
@@ -158,7 +157,7 @@ def plan_install(
 def install_manifest(package: Mapping[str, Any]) -> bytes:
     """The package.json the cache is filled from: the dependency fields only, no scripts."""
     kept = {key: package[key] for key in MANIFEST_FIELDS if key in package}
-    kept.setdefault("name", "dependencies")
+    kept["name"] = "dependencies"
     kept["private"] = True
     return json.dumps(kept, indent=2, sort_keys=True).encode()
 

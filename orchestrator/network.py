@@ -49,6 +49,11 @@ def registry_access(settings: Settings) -> RegistryAccess:
         "npm_config_fetch_retries": "2",
         "npm_config_fetch_retry_mintimeout": "2000",
         "npm_config_fetch_retry_maxtimeout": "10000",
+        # corepack fetches pnpm and yarn themselves from the same registry, without asking
+        "COREPACK_NPM_REGISTRY": settings.npm_registry.rstrip("/"),
+        "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
+        "COREPACK_ENABLE_AUTO_PIN": "0",
+        "COREPACK_INTEGRITY_KEYS": settings.corepack_integrity_keys,
     }
     extra_hosts: dict[str, str] = {}
     notes: list[str] = []

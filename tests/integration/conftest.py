@@ -214,10 +214,11 @@ class Stack:
         if runtime is None:
             return
         ns = "org.website-orchestrator"
-        for container in runtime.client.api.containers(
-            all=True, filters={"label": [f"{ns}.instance={self.env['ORCHESTRATOR_INSTANCE_ID']}"]}
-        ):
+        mine = [f"{ns}.instance={self.env['ORCHESTRATOR_INSTANCE_ID']}"]
+        for container in runtime.client.api.containers(all=True, filters={"label": mine}):
             runtime.remove(container["Id"])
+        for image in runtime.client.api.images(filters={"label": mine}):  # its dependency cache
+            runtime.client.api.remove_image(image["Id"], force=True)
 
 
 def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str) -> dict[str, str]:

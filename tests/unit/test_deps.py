@@ -85,3 +85,16 @@ def test_workspaces_and_local_folders_are_not_cached() -> None:
 def test_the_projects_own_install_scripts_run_in_npm_order() -> None:
     assert lifecycle_command(PACKAGE) == "npm run postinstall && npm run prepare"
     assert lifecycle_command({"scripts": {"dev": "vite"}}) is None
+
+
+def test_eviction_takes_the_least_recently_used_until_the_rest_fits() -> None:
+    from orchestrator.cache import Entry, least_recently_used
+
+    def entry(key: str, size: int, used: float) -> Entry:
+        return Entry(key, f"deps:{key}", size, used, "build")
+
+    old, middle, new = entry("old", 300, 1.0), entry("middle", 200, 2.0), entry("new", 500, 3.0)
+    assert least_recently_used([new, old, middle], 1000) == []
+    assert least_recently_used([new, old, middle], 999) == [old]
+    assert least_recently_used([new, old, middle], 500) == [old, middle]
+    assert least_recently_used([new, old, middle], 0) == [old, middle, new]
