@@ -59,7 +59,7 @@ class BenchStack:
 
     def __enter__(self) -> BenchStack:
         Redis.from_url(self.redis_url).flushdb()
-        self.token = self.cli("token", "create", "--role", "admin", "--name", "bench").stdout.split()[-1]
+        self.token = self.new_token("admin", "bench")
         log = (self.data / "service.log").open("w")
         for args in (["api"], *[["worker"]] * self.workers):
             self.procs.append(
@@ -83,6 +83,9 @@ class BenchStack:
                 self.__exit__()
                 raise SystemExit(f"the benchmark's API did not start; see {self.data / 'service.log'}")
             time.sleep(0.2)
+
+    def new_token(self, role: str, name: str) -> str:
+        return self.cli("token", "create", "--role", role, "--name", name).stdout.split()[-1]
 
     def client(self, timeout: float = 60) -> httpx.Client:
         return httpx.Client(

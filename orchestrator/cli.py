@@ -88,7 +88,11 @@ def api(
     settings = get_settings()
     _prepare(check_runtime=False)
     uvicorn.run(
-        "api.main:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info"
+        "api.main:app",
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+        workers=settings.api_processes,
     )
 
 
@@ -146,7 +150,11 @@ def up(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
-            "api.main:app", host=host or settings.api_host, port=port or settings.api_port, log_level="info"
+            "api.main:app",
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_level="info",
+            workers=settings.api_processes,
         )
     finally:
         for proc in procs:

@@ -18,6 +18,12 @@ def _default_ca_bundle() -> Path | None:
     return Path(value) if value else None
 
 
+def _default_memory_budget_mb() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total * 0.75 / 2**20)
+
+
 def _default_registry() -> str:
     return os.environ.get("npm_config_registry") or "https://registry.npmjs.org/"  # noqa: SIM112 (npm's own name)
 
@@ -48,6 +54,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_processes: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    """API processes (uvicorn workers): uploads are CPU work (receive, unzip-check, record)."""
 
     npm_registry: str = Field(default_factory=_default_registry)
     """Registry build containers install from; its host is resolved on this host."""
@@ -74,9 +82,10 @@ class Settings(BaseSettings):
     two, leaving the other to the API, Redis and the previews)."""
     max_building_per_user: int = 2
     aging_seconds: float = defaults.AGING_SECONDS
-    build_memory_budget_mb: int = 4096
+    build_memory_budget_mb: int = Field(default_factory=lambda: _default_memory_budget_mb())
     """Memory the orchestrator's containers may use together: running previews by what they
-    really use, a starting build by its limit."""
+    really use, a starting build by its limit. Default: 75% of the host's memory (an idle
+    react-ts preview uses about 150 MB, see docs/benchmarks.md)."""
     max_memory_percent: float = 90.0
     """The host's own memory use above which builds wait."""
     max_cpu_percent: float = 80.0

@@ -26,6 +26,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(
+        "PRAGMA synchronous=NORMAL"
+    )  # WAL: durable across crashes of the process; no fsync per commit
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from orchestrator import defaults
@@ -45,7 +46,9 @@ def _queue_new_build(
     session: Session, website: Website, build_id: str, priority: int, notes: list[str], rebuild: bool = False
 ) -> BuildJob:
     """Record a queued build of ``website`` (its upload already stored) and submit it. Older
-    builds of the website still waiting are superseded by it."""
+    builds of the website still waiting are superseded by it, in the same transaction: one
+    write per upload keeps uploads fast when many arrive at once."""
+    check_transition(Status.PENDING, Status.QUEUED)
     build = BuildJob(
         id=build_id,
         website_id=website.id,
@@ -54,23 +57,39 @@ def _queue_new_build(
         priority=priority,
         logs=notes,
         rebuild=rebuild,
+        status=Status.QUEUED.value,
+        current_step="Queued",
     )
-    session.add(build)
-    session.flush()
-    build.status = check_transition(build.status, Status.QUEUED)
-    build.current_step = "Queued"
     website.build_job_id = build.id
     session.add(build)
     session.add(website)
     older = session.exec(
-        select(BuildJob.id).where(
-            BuildJob.website_id == website.id, BuildJob.id != build.id, BuildJob.status == Status.QUEUED
-        )
+        select(BuildJob.id).where(BuildJob.website_id == website.id, BuildJob.status == Status.QUEUED)
     ).all()
+    superseded: list[str] = []
+    if older:
+        by = f"a newer build of this website ({build.id})"
+        cancelled = session.exec(  # type: ignore[call-overload]
+            update(BuildJob)
+            .where(col(BuildJob.id).in_(older), col(BuildJob.status) == Status.QUEUED.value)
+            .values(
+                status=Status.CANCELLED.value,
+                cancelled_by=by,
+                error=f"superseded by {by}",
+                completed_at=utcnow(),
+                wait_reason=None,
+                updated_at=utcnow(),
+            )
+        ).rowcount
+        superseded = list(older) if cancelled else []
     session.commit()
     publish_status(build)
-    for old in older:
-        cancel_queued(old, f"a newer build of this website ({build.id})", reason="superseded")
+    gate = admission()
+    for old in superseded:
+        gate.withdraw(old)
+        superseded_build = session.get(BuildJob, old)
+        if superseded_build is not None:
+            publish_status(superseded_build)
     submit(build)
     return build
 

@@ -1,0 +1,323 @@
+"""Side by side on this machine: the seed's naive build against the orchestrator's fast paths.
+
+    .venv/bin/python bench/compare.py [--quick] [--json PATH] [--markdown docs/benchmarks.md]
+
+Runs, in one go, with create-vite's react-ts template:
+  naive      the seed's sequence in one fresh 512 MB / 25% CPU container from the same image:
+             npm install, tsc -b, then Vite, until it answers
+  cold       upload → running through the real API and workers, every cache empty
+  warm       the same project with one source file changed (same dependencies)
+  identical  the exact same upload again
+  burst      10 different small projects sharing dependencies, uploaded at once by 10 users:
+             time until all are running
+  api        POST /api/websites with a 1 MB zip from 50 concurrent clients while builds run
+  density    memory used by one idle react-ts preview, and how many fit in this machine
+and prints a table with medians, spreads and ratios to naive; --json writes the figures,
+--markdown writes the table with the date and the machine (docs/benchmarks.md keeps the latest).
+The service is a throwaway one (bench/stack.py): it sees nothing of a developer's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.build_times import template_zip  # noqa: E402
+from bench.stack import BenchStack  # noqa: E402
+from orchestrator import defaults  # noqa: E402
+from orchestrator.config import Settings  # noqa: E402
+from orchestrator.network import registry_access  # noqa: E402
+from orchestrator.runtime import Runtime, cpu_quota  # noqa: E402
+from orchestrator.workspace import pack_for_container  # noqa: E402
+
+TEMPLATE = "react-ts"
+NAIVE_PORT = 43990
+
+
+def variant(payload: bytes, text: str) -> bytes:
+    """The template with src/App.tsx changed (a comment): same dependencies, other files."""
+    source, out = zipfile.ZipFile(io.BytesIO(payload)), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "src/App.tsx":
+                data += f"\n// {text}\n".encode()
+            archive.writestr(info.filename, data)
+    return out.getvalue()
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def naive_run(payload: bytes) -> float:
+    """The seed's synchronous build in one 512 MB / 0.25 CPU container, timed to the first answer."""
+    settings = Settings()
+    runtime = Runtime(settings)
+    access = registry_access(settings)
+    command = f"npm install && npx tsc -b && exec npx vite --host 0.0.0.0 --port {NAIVE_PORT} --strictPort"
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        zipfile.ZipFile(io.BytesIO(payload)).extractall(tmp)
+        started = time.monotonic()
+        container = runtime.client.containers.create(
+            settings.node_image,
+            ["sh", "-c", command],
+            environment={**access.env, "npm_config_cache": "/tmp/npm-cache"},
+            extra_hosts=access.extra_hosts,
+            user=defaults.CONTAINER_USER,
+            working_dir=defaults.CONTAINER_WORKDIR,
+            mem_limit=settings.memory_limit,
+            memswap_limit=settings.memory_limit,
+            cpu_period=100_000,
+            cpu_quota=cpu_quota(settings.nano_cpus),
+            ports={f"{NAIVE_PORT}/tcp": ("127.0.0.1", NAIVE_PORT)},
+        )
+        try:
+            extra = {defaults.CONTAINER_CA_PATH: access.ca_bundle} if access.ca_bundle else {}
+            with pack_for_container(Path(tmp), extra) as tar:
+                runtime.copy_in(container.id, tar)
+            container.start()
+            while not answers(f"http://127.0.0.1:{NAIVE_PORT}/"):
+                container.reload()
+                if container.status != "running":
+                    raise SystemExit("naive build failed:\n" + container.logs().decode()[-2000:])
+                time.sleep(0.1)
+            return time.monotonic() - started
+        finally:
+            container.remove(force=True)
+
+
+def upload(client: httpx.Client, payload: bytes, website_id: str | None = None) -> tuple[float, dict]:
+    """Upload → running (or the end of the build): seconds, and the build record."""
+    started = time.monotonic()
+    data = {"websiteId": website_id} if website_id else None
+    response = client.post("/api/websites", files={"files": ("site.zip", payload)}, data=data)
+    response.raise_for_status()
+    job = response.json()["website"]["buildJobId"]
+    while True:
+        record = client.get(f"/api/builds/{job}").json()
+        if record["status"] not in ("queued", "building"):
+            break
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    if record["status"] != "running":
+        raise SystemExit(
+            f"build {job} {record['status']}: {record['error']}\n" + "\n".join(record["logs"][-20:])
+        )
+    return elapsed, record
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return (
+        f"{os.cpu_count()} × {cpu}, {psutil.virtual_memory().total / 2**30:.0f} GB RAM, {platform.platform()}"
+    )
+
+
+def main() -> None:  # noqa: PLR0915 - one benchmark, in order
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one run of each, fewer API requests")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the table here (docs/benchmarks.md)")
+    args = parser.parse_args()
+    runs = 1 if args.quick else 3
+    payload = template_zip(TEMPLATE)
+    results: dict[str, dict] = {}
+
+    print(f"naive: {runs} × the seed's sequence in a 512 MB / 0.25 CPU container…", flush=True)
+    results["naive"] = summary([naive_run(variant(payload, f"naive {i}")) for i in range(runs)])
+
+    with BenchStack(workers=4, max_cpu_percent="100") as stack, stack.client(timeout=120) as client:
+        no_cache = {**stack.env, "ORCHESTRATOR_DEPS_CACHE_MB": "0"}
+
+        def empty_caches() -> None:
+            import subprocess
+
+            subprocess.run(
+                [sys.executable, "-m", "orchestrator.cli", "gc", "--idle-ttl", "0"],
+                env=no_cache,
+                cwd=Path(__file__).resolve().parents[1],
+                check=True,
+                capture_output=True,
+            )
+
+        print(f"cold: {runs} × upload → running with every cache empty…", flush=True)
+        cold = []
+        for i in range(runs):
+            empty_caches()
+            cold.append(upload(client, variant(payload, f"cold {i}"))[0])
+        results["cold"] = summary(cold)
+
+        print(f"warm: {runs} × one source file changed…", flush=True)
+        _, record = upload(client, variant(payload, "base"))
+        site = record["websiteId"]
+        warm, last = [], b""
+        for i in range(runs):
+            last = variant(payload, f"warm {i}")
+            warm.append(upload(client, last, site)[0])
+        results["warm"] = summary(warm)
+
+        print(f"identical: {runs} × the same upload again…", flush=True)
+        results["identical"] = summary([upload(client, last, site)[0] for _ in range(runs)])
+
+        print("burst: 10 projects sharing dependencies, by 10 users at once…", flush=True)
+        users = [stack.new_token("user", f"user-{i}") for i in range(10)]
+        started = time.monotonic()
+
+        def one_user(i: int) -> float:
+            with httpx.Client(
+                base_url=stack.url, timeout=300, headers={"Authorization": f"Bearer {users[i]}"}
+            ) as c:
+                upload(c, variant(payload, f"burst project {i}"))
+            return time.monotonic() - started
+
+        with ThreadPoolExecutor(10) as pool:
+            finished = list(pool.map(one_user, range(10)))
+        results["burst"] = {"all_running": max(finished), "first_running": min(finished), "projects": 10}
+
+        print("api: 50 concurrent clients posting a 1 MB zip while builds run…", flush=True)
+        results["api"] = api_latency(stack, client, payload, rounds=2 if args.quick else 4)
+
+        print("density: an idle react-ts preview's memory…", flush=True)
+        time.sleep(10)
+        previews = client.get("/api/previews").json()
+        react = [p["memoryBytes"] for p in previews if p["websiteId"] == site and p["memoryBytes"]]
+        per_preview = react[0] if react else statistics.median(p["memoryBytes"] for p in previews)
+        total = psutil.virtual_memory().total
+        results["density"] = {
+            "idle_preview_mb": per_preview / 2**20,
+            "memory_limit_mb": 512,
+            "host_memory_mb": total / 2**20,
+            "fit_by_use": int(total * 0.9 // per_preview),
+            "fit_by_limit": int(total * 0.9 // (512 * 2**20)),
+        }
+
+    table = render(results, runs)
+    print("\n" + table)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    document = {"date": stamp, "machine": machine(), "template": TEMPLATE, "results": results}
+    if args.json:
+        args.json.write_text(json.dumps(document, indent=2))
+    if args.markdown:
+        args.markdown.write_text(
+            f"# Benchmarks\n\nLatest run of `bench/compare.py{' --quick' if args.quick else ''}`, "
+            f"{stamp}, on {machine()}. Template: create-vite {TEMPLATE}. Regenerate with "
+            "`.venv/bin/python bench/compare.py --markdown docs/benchmarks.md`.\n\n```\n" + table + "\n```\n"
+        )
+
+
+def api_latency(
+    stack: BenchStack, client: httpx.Client, payload: bytes, rounds: int, builds: int = 4
+) -> dict[str, float]:
+    """Latency of POST /api/websites (a 1 MB zip) from 50 concurrent clients, while builds run."""
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("index.html", "<h1>one megabyte</h1>")
+        archive.writestr("asset.bin", random.randbytes(1024 * 1024))
+    body = big.getvalue()
+    site = client.post("/api/websites", files={"files": ("site.zip", body)}).json()["website"]["id"]
+    builders = [
+        threading.Thread(target=upload, args=(client, variant(payload, f"background {i}")), daemon=True)
+        for i in range(builds)
+    ]
+    for thread in builders:
+        thread.start()
+    time.sleep(1)  # the background builds are installing / type checking / starting
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one_client(_: int) -> None:
+        with httpx.Client(
+            base_url=stack.url, timeout=60, headers={"Authorization": f"Bearer {stack.token}"}
+        ) as c:
+            for _ in range(rounds):
+                started = time.monotonic()
+                response = c.post(
+                    "/api/websites", files={"files": ("site.zip", body)}, data={"websiteId": site}
+                )
+                elapsed = time.monotonic() - started
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(one_client, range(50)))
+    for thread in builders:
+        thread.join()
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "p50_ms": 1000 * ordered[len(ordered) // 2],
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "max_ms": 1000 * ordered[-1],
+    }
+
+
+def render(results: dict[str, dict], runs: int) -> str:
+    naive = results["naive"]["median"]
+    lines = [
+        f"{'':<12}{'median':>10}{'min':>9}{'max':>9}{'runs':>6}{'vs naive':>11}   goal",
+    ]
+    goals = {"naive": "", "cold": "no slower than naive", "warm": "≤ 3 s, ≥ 8× faster", "identical": "≤ 1 s"}
+    for name in ("naive", "cold", "warm", "identical"):
+        r = results[name]
+        lines.append(
+            f"{name:<12}{r['median']:>9.2f}s{r['min']:>8.2f}s{r['max']:>8.2f}s{r['runs']:>6}"
+            f"{naive / r['median']:>10.1f}×   {goals[name]}"
+        )
+    burst = results["burst"]
+    lines.append(
+        f"{'burst':<12}{burst['all_running']:>9.2f}s   10 projects, all running (first after "
+        f"{burst['first_running']:.2f} s)   goal ≤ 30 s"
+    )
+    api = results["api"]
+    lines.append(
+        f"{'api':<12}p50 {api['p50_ms']:.0f} ms, p99 {api['p99_ms']:.0f} ms, max {api['max_ms']:.0f} ms "
+        f"({api['requests']} uploads of 1 MB, 50 clients, 4 builds running)   goal p99 ≤ 100 ms"
+    )
+    d = results["density"]
+    lines.append(
+        f"{'density':<12}idle react-ts preview {d['idle_preview_mb']:.0f} MB: {d['fit_by_use']} fit in "
+        f"90% of {d['host_memory_mb'] / 1024:.0f} GB by use ({d['fit_by_limit']} by the 512 MB limit)"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
