@@ -72,6 +72,10 @@ class BuildStatus(CamelModel):
     """Why a queued build is not starting yet."""
     priority: int | None = None
     cancelled_by: str | None = None
+    stop_reason: str | None = None
+    """Why a live preview was stopped: idle, expired, replaced, deleted or gc."""
+    reused_from: str | None = None
+    """The identical build whose outcome this one reused."""
     project_type: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None

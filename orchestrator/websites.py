@@ -64,7 +64,9 @@ def _queue_new_build(
     session.add(build)
     session.add(website)
     older = session.exec(
-        select(BuildJob.id).where(BuildJob.website_id == website.id, BuildJob.status == Status.QUEUED)
+        select(BuildJob.id).where(
+            BuildJob.website_id == website.id, BuildJob.id != build.id, BuildJob.status == Status.QUEUED
+        )
     ).all()
     superseded: list[str] = []
     if older:

@@ -127,6 +127,8 @@ def status_of(session: Session, build: BuildJob) -> BuildStatus:
         wait_reason=build.wait_reason if build.status == Status.QUEUED else None,
         priority=build.priority,
         cancelled_by=build.cancelled_by,
+        stop_reason=build.stop_reason,
+        reused_from=build.reused_from,
         project_type=build.project_type,
         created_at=build.created_at,
         started_at=build.started_at,

@@ -2,7 +2,11 @@
 const TOKEN_KEY = "wob-token";
 const SKIP_DIRS = new Set(["node_modules", ".git"]);
 const STEP_NAMES = { extract: "extracting files", install: "installing dependencies",
-  typecheck: "type checking", serve: "starting the development server" };
+  lifecycle: "running the project's install scripts", typecheck: "type checking",
+  serve: "starting the development server" };
+const STOP_REASONS = { idle: "nobody used it for a while", expired: "it reached its maximum lifetime",
+  replaced: "a newer build of this website is live", deleted: "its website was deleted",
+  gc: "its container had stopped" };
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -251,6 +255,14 @@ async function renderBuild(jobId) {
     } catch (error) { alert(error.message); $("#b-rebuild").disabled = false; }
   });
 
+  $("#b-delete").addEventListener("click", async () => {
+    if (!confirm(`Delete ${site.name}? Its preview stops and its files are removed; its builds stay in the history.`)) return;
+    try {
+      await api(`/api/websites/${state.websiteId}`, { method: "DELETE" });
+      location.hash = "#/";
+    } catch (error) { alert(error.message); }
+  });
+
   $("#b-cancel").addEventListener("click", async () => {
     $("#b-cancel").disabled = true;
     try {
@@ -289,6 +301,11 @@ async function renderBuild(jobId) {
       $("#b-failure-title").textContent = `Build failed while ${stepName}`;
       $("#b-error").textContent = state.error || "";
       $("#b-failure-lines").textContent = log.textContent.trimEnd().split("\n").slice(-15).join("\n");
+    }
+    if (state.status === "stopped") {
+      $("#b-stopped").hidden = false;
+      const why = STOP_REASONS[state.stopReason] || state.stopReason || "";
+      $("#b-stopped-text").textContent = `This build's preview was stopped${why ? `: ${why}` : ""}. Rebuild to bring it back.`;
     }
     if (state.status === "running" && state.previewUrl) {
       $("#b-success").hidden = false;
