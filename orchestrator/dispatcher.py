@@ -67,11 +67,11 @@ def recover_lost(settings: Settings, runtime: Runtime, redis: Redis) -> dict[str
         if not redis.set(f"{defaults.REDIS_PREFIX}recovering:{build.id}", "1", nx=True, ex=60):
             continue  # another worker is recovering it
         recorder = BuildRecorder(build.id, settings.log_lines_kept)
-        if build.container_id:
-            try:
-                runtime.remove(build.container_id)
-            except OrchestratorError as exc:
-                log.warning("could not remove the container of lost build %s: %s", build.id, exc)
+        try:  # its build container and its dependency-cache filler, whichever it had
+            for container_id in runtime.containers_of(build.id):
+                runtime.remove(container_id)
+        except OrchestratorError as exc:
+            log.warning("could not remove the containers of lost build %s: %s", build.id, exc)
         if build.allocated_port is not None:
             port_pool(settings).release(build.allocated_port, build.id)
         gate.release(build.id)  # its slot is free again, whatever happens next

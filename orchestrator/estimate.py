@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.plan import STEPS
 
 STEP_ORDER = [s.name for s in STEPS]
+"""Every step, for step_durations."""
 
 
 def step_durations(steps: Mapping[str, Any]) -> dict[str, float]:
@@ -43,6 +44,10 @@ def typical_durations(history: Iterable[Mapping[str, float]]) -> dict[str, float
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+PHASES: tuple[tuple[str, ...], ...] = (("extract",), ("install",), ("lifecycle",), ("typecheck", "serve"))
+"""Steps in order; the steps of one phase run side by side (the type check beside the server)."""
+
+
 def remaining_seconds(
     typical: Mapping[str, float], status: str, steps: Mapping[str, Any], now: datetime
 ) -> float | None:
@@ -51,15 +56,20 @@ def remaining_seconds(
         return 0.0 if status == "running" else None
     if not typical:
         return None
-    typical = {name: typical.get(name, 0.0) for name in STEP_ORDER}  # a step never seen took 0 s
+
+    def phase_seconds(phase: tuple[str, ...]) -> float:
+        return max(typical.get(name, 0.0) for name in phase)  # a step never seen took 0 s
+
     if status in ("pending", "queued"):
-        return round(sum(typical.values()), 1)
-    current = next((n for n in STEP_ORDER if (steps.get(n) or {}).get("status") == "running"), None)
-    if current is None:  # between steps: the next one not yet recorded
-        done = [n for n in STEP_ORDER if n in steps]
-        index = STEP_ORDER.index(done[-1]) + 1 if done else 0
-        return round(sum(typical[n] for n in STEP_ORDER[index:]), 1)
-    started = datetime.fromisoformat(steps[current]["startedAt"])
+        return round(sum(phase_seconds(p) for p in PHASES), 1)
+    reached = [i for i, phase in enumerate(PHASES) if any(name in steps for name in phase)]
+    if not reached:
+        return round(sum(phase_seconds(p) for p in PHASES), 1)
+    index = reached[-1]
+    later = sum(phase_seconds(p) for p in PHASES[index + 1 :])
+    running = [n for n in PHASES[index] if (steps.get(n) or {}).get("status") == "running"]
+    if not running:  # between phases: the next one not yet recorded
+        return round(later, 1)
+    started = min(datetime.fromisoformat(steps[n]["startedAt"]) for n in PHASES[index] if n in steps)
     spent = (now - started).total_seconds()
-    after = STEP_ORDER[STEP_ORDER.index(current) + 1 :]
-    return round(max(0.0, typical[current] - spent) + sum(typical[n] for n in after), 1)
+    return round(max(0.0, phase_seconds(PHASES[index]) - spent) + later, 1)

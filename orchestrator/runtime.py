@@ -345,6 +345,17 @@ class Runtime:
         inactive_bytes = (memory.get("stats") or {}).get("total_inactive_file", 0)
         return max(0, int(memory["usage"]) - int(inactive_bytes))
 
+    def containers_of(self, build_id: str) -> list[str]:
+        """Ids of every container of one build (its build container, its cache filler)."""
+        ns = defaults.LABEL_NAMESPACE
+        wanted = [
+            f"{ns}.managed=true",
+            f"{ns}.instance={self.settings.instance_id}",
+            f"{ns}.build-id={build_id}",
+        ]
+        found = self._call("list containers", self.client.api.containers, all=True, filters={"label": wanted})
+        return [c["Id"] for c in found]
+
     def traffic(self, container_id: str) -> int | None:
         """TCP segments the container has received so far (requests to its preview), None when
         it is gone. Read from its network namespace on this host (fast), else from the engine."""

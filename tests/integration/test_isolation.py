@@ -66,7 +66,9 @@ def test_container_is_locked_down(runtime, live_container: str) -> None:
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["PidsLimit"] == defaults.PIDS_LIMIT
-    assert host["Memory"] == 512 * 2**20 and host["NanoCpus"] == 250_000_000
+    assert host["Memory"] == 512 * 2**20 and host["MemorySwap"] == 512 * 2**20
+    assert (host["CpuQuota"], host["CpuPeriod"]) == (25_000, 100_000)  # a live preview: 25% of one CPU
+    assert runtime.limits(live_container)["nano_cpus"] == 250_000_000
     assert info["Mounts"] == [] and not host.get("Binds")  # no host path, no Docker socket
     env = "\n".join(info["Config"]["Env"])
     for secret in ("REDIS", "DATABASE_URL", "ORCHESTRATOR_", "TOKEN"):

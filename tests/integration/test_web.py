@@ -3,6 +3,7 @@ through the page, watch the build live, see the preview in its frame or the fail
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,8 +57,13 @@ def test_a_wrong_token_is_refused_with_a_message(browser: Browser, api_url: str)
 def test_upload_a_zip_and_watch_it_go_live(
     browser: Browser, api_url: str, token: str, templates: Path, tmp_path: Path
 ) -> None:
+    project = tmp_path / "react-ts"
+    shutil.copytree(templates / "template-react-ts", project)
+    package = json.loads((project / "package.json").read_text())
+    package["dependencies"]["is-number"] = "7.0.0"  # dependencies of its own: a cache miss, installed live
+    (project / "package.json").write_text(json.dumps(package, indent=2))
     archive = tmp_path / "react-ts.zip"
-    archive.write_bytes(zip_dir(templates / "template-react-ts"))
+    archive.write_bytes(zip_dir(project))
     page = signed_in(browser, api_url, token)
     page.set_input_files("#pick-zip", archive)
     expect(page.locator("#b-name")).to_have_text("vite-react-typescript-starter")

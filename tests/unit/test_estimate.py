@@ -41,7 +41,8 @@ def test_failed_and_unfinished_steps_are_not_history():
 
 def test_queued_build_needs_every_step():
     typical = typical_durations(step_durations(s) for s in HISTORY)
-    assert remaining_seconds(typical, "queued", {}, T0) == round(0.47 + 18.9 + 1.7 + 1.41, 1)
+    # the type check (1.7) and the server (1.41) run side by side: the longer one counts
+    assert remaining_seconds(typical, "queued", {}, T0) == round(0.47 + 18.9 + max(1.7, 1.41), 1)
 
 
 def test_time_spent_in_the_current_step_is_taken_off():
@@ -52,9 +53,9 @@ def test_time_spent_in_the_current_step_is_taken_off():
         "endedAt": None,
         "status": "running",
     }
-    assert remaining_seconds(typical, "building", steps, T0 + timedelta(seconds=6)) == 15.0 + 3.0
+    assert remaining_seconds(typical, "building", steps, T0 + timedelta(seconds=6)) == 15.0 + 2.0
     # a step that overruns its typical time contributes 0, not a negative number
-    assert remaining_seconds(typical, "building", steps, T0 + timedelta(seconds=60)) == 3.0
+    assert remaining_seconds(typical, "building", steps, T0 + timedelta(seconds=60)) == 2.0
 
 
 def test_nothing_to_go_on_is_none_and_finished_builds_need_nothing():
@@ -67,4 +68,20 @@ def test_nothing_to_go_on_is_none_and_finished_builds_need_nothing():
 def test_between_steps_counts_the_steps_not_yet_started():
     typical = {"extract": 1.0, "install": 20.0, "typecheck": 2.0, "serve": 1.0}
     steps = recorded(extract=1, install=20)
-    assert remaining_seconds(typical, "building", steps, T0) == 3.0
+    assert remaining_seconds(typical, "building", steps, T0) == 2.0
+
+
+def test_the_type_check_and_the_server_count_as_one_phase_from_when_the_first_started():
+    typical = {"extract": 1.0, "install": 0.0, "typecheck": 3.0, "serve": 1.0}
+    steps = recorded(extract=1)
+    steps["typecheck"] = {
+        "startedAt": (T0 + timedelta(seconds=1)).isoformat(),
+        "endedAt": None,
+        "status": "running",
+    }
+    steps["serve"] = {
+        "startedAt": (T0 + timedelta(seconds=1)).isoformat(),
+        "endedAt": None,
+        "status": "running",
+    }
+    assert remaining_seconds(typical, "building", steps, T0 + timedelta(seconds=2)) == 2.0
