@@ -14,18 +14,24 @@ disk budget (an image a live container uses is never removed).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.exceptions import LockError, RedisError
 
 from orchestrator import defaults
 from orchestrator.config import Settings
 from orchestrator.runtime import KIND_DEPS, Runtime
 
 _NS = defaults.LABEL_NAMESPACE
+
+LOCK_SECONDS = 15
+"""A fill lock not renewed for this long is free again (its holder died)."""
 
 
 def image_ref(settings: Settings, key: str) -> str:
@@ -69,16 +75,35 @@ class DependencyCache:
     @contextmanager
     def filling(self, key: str, timeout: float) -> Iterator[None]:
         """Held while one build fills ``key``: a build with the same dependencies waits for it
-        and then finds a hit, instead of installing the same packages again."""
+        and then finds a hit, instead of installing the same packages again.
+
+        The lock expires LOCK_SECONDS after its holder stops renewing it (a worker killed
+        mid-install), so that the next build does not wait for a fill nobody is doing."""
         lock = self.redis.lock(
-            defaults.DEPS_FILL_LOCK + key, timeout=timeout + 60, blocking_timeout=timeout + 60
+            defaults.DEPS_FILL_LOCK + key,
+            timeout=LOCK_SECONDS,
+            blocking_timeout=timeout + 60,
+            thread_local=False,  # renewed from another thread
         )
         acquired = lock.acquire()
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(LOCK_SECONDS / 3):
+                with contextlib.suppress(RedisError):
+                    lock.reacquire()
+
+        renewer = threading.Thread(target=renew, name=f"fill-lock-{key[:8]}", daemon=True)
+        if acquired:
+            renewer.start()
         try:
             yield
         finally:
+            done.set()
             if acquired:
-                lock.release()
+                renewer.join()
+                with contextlib.suppress(LockError):
+                    lock.release()
 
     def save(self, filler_id: str, key: str, build_id: str) -> str:
         """Commit a filler container that installed successfully as the entry for ``key``."""
