@@ -226,16 +226,22 @@ class Build:
         )
         self.recorder.update(deps_key=key)
         found = cache.lookup(key)
-        if found is None:
-            self.recorder.log(f"Dependency cache: miss (key {key[:12]})")
-            self.recorder.flush()
-            with cache.filling(key, timeout=s.install_timeout):
-                found = cache.lookup(key)  # filled meanwhile by a build with the same dependencies
-                if found is None:
-                    return self.fill(cache, key, install, manifest, inputs, access)
-        self.recorder.skip_step(
-            "install", f"Dependencies from the cache (key {key[:12]}): nothing to install", status="cached"
-        )
+        if found is not None:
+            self.recorder.skip_step(
+                "install",
+                f"Dependencies from the cache (key {key[:12]}): nothing to install",
+                status="cached",
+            )
+            return found
+        self.recorder.start_step("install")
+        self.recorder.log(f"Dependency cache: miss (key {key[:12]})")
+        self.recorder.flush()
+        with cache.filling(key, timeout=s.install_timeout):
+            found = cache.lookup(key)  # filled meanwhile by a build with the same dependencies
+            if found is None:
+                return self.fill(cache, key, install, manifest, inputs, access)
+        self.recorder.log(f"Dependencies from the cache (key {key[:12]}), filled meanwhile by another build")
+        self.recorder.end_step("cached", "install")
         return found
 
     def fill(

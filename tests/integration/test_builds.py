@@ -95,7 +95,9 @@ def test_react_ts_goes_live(builds: dict[str, Watched], runtime) -> None:
 
     record = build.record()
     assert set(record["steps"]) == {"extract", "install", "typecheck", "serve"}
-    assert all(step["status"] == "ok" and step["endedAt"] for step in record["steps"].values())
+    # (its dependencies may come from the cache, filled by a build of the same dependencies)
+    assert record["steps"]["install"]["status"] in ("ok", "cached")
+    assert all(step["status"] in ("ok", "cached") and step["endedAt"] for step in record["steps"].values())
     assert any("tsc -b" in line for line in record["logs"])
     limits = runtime.limits(record_container(record, runtime))
     assert limits["memory"] == 512 * 1024 * 1024
