@@ -28,7 +28,9 @@ def get_principal(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
-    return authenticate(session, credentials.credentials if credentials else None)
+    principal = authenticate(session, credentials.credentials if credentials else None)
+    session.commit()  # end the read: the connection goes back to the pool while the body is handled
+    return principal
 
 
 PrincipalDep = Annotated[ApiToken, Depends(get_principal)]

@@ -18,7 +18,7 @@ from orchestrator.auth import is_admin
 from orchestrator.config import Settings
 from orchestrator.db import session_scope
 from orchestrator.estimate import remaining_seconds, step_durations, typical_durations
-from orchestrator.exceptions import InvalidTransition, InvalidUpload, NotFound
+from orchestrator.exceptions import InvalidTransition, InvalidUpload, NotFound, ServiceUnavailable
 from orchestrator.jobs import admission, submit
 from orchestrator.lifecycle import StopReason
 from orchestrator.models import ApiToken, BuildJob, Website, new_id, utcnow
@@ -61,8 +61,24 @@ def _queue_new_build(
         current_step="Queued",
     )
     website.build_job_id = build.id
-    session.add(build)
+    superseded = _record(session, website, build)
+    publish_status(build)
+    gate = admission()
+    for old in superseded:
+        gate.withdraw(old)
+        superseded_build = session.get(BuildJob, old)
+        if superseded_build is not None:
+            publish_status(superseded_build)
+    submit(build)
+    return build
+
+
+def _record(session: Session, website: Website, build: BuildJob) -> list[str]:
+    """One transaction: the website, its new build, and its older waiting builds cancelled.
+    Returns the ids of those."""
     session.add(website)
+    session.flush()  # the website row first: the build refers to it
+    session.add(build)
     older = session.exec(
         select(BuildJob.id).where(
             BuildJob.website_id == website.id, BuildJob.id != build.id, BuildJob.status == Status.QUEUED
@@ -85,15 +101,7 @@ def _queue_new_build(
         ).rowcount
         superseded = list(older) if cancelled else []
     session.commit()
-    publish_status(build)
-    gate = admission()
-    for old in superseded:
-        gate.withdraw(old)
-        superseded_build = session.get(BuildJob, old)
-        if superseded_build is not None:
-            publish_status(superseded_build)
-    submit(build)
-    return build
+    return superseded
 
 
 def create_website(
@@ -128,15 +136,15 @@ def create_website(
             website.type = summary.project_type.value
             if name and name.strip():
                 website.name = name.strip()[:100]
-        session.add(website)
-        session.flush()
+        return website, _queue_new_build(
+            session, website, build_id, base_priority(owner.role, priority), list(summary.notes)
+        )
+    except ServiceUnavailable:
+        raise  # recorded, not queued: the upload stays for the worker that queues it
     except BaseException:
         session.rollback()
         archive.unlink(missing_ok=True)
         raise
-    return website, _queue_new_build(
-        session, website, build_id, base_priority(owner.role, priority), list(summary.notes)
-    )
 
 
 def rebuild_website(
