@@ -1,9 +1,16 @@
 """The build job that RQ runs: one container per build, from upload to a live preview.
 
 ``run_build(build_id)`` is the RQ job function. It unpacks the upload into the build's
-workspace, decides the commands (orchestrator.plan), starts the container, follows its
-output (step markers and log lines) into the job record, and returns once the dev server
-answers on its published port. The preview container keeps running after the job ends.
+workspace and then, in order:
+
+- reuses the outcome of an identical recent build when there is one (orchestrator.reuse);
+- decides the commands (orchestrator.plan);
+- takes node_modules from the dependency cache, filling it first on a miss (orchestrator.cache);
+- starts the build container from that cache image with every idle core, follows its output
+  (step markers and log lines) into the job record, and once the dev server answers and the
+  type check passed, drops the container to the preview's CPU share.
+
+The preview container keeps running after the job ends.
 """
 
 from __future__ import annotations
