@@ -23,7 +23,7 @@ from orchestrator.exceptions import OrchestratorError
 from orchestrator.lifecycle import Activity, StopReason, observe
 from orchestrator.models import ApiToken, BuildJob, Website, utcnow
 from orchestrator.ports import port_pool
-from orchestrator.recorder import BuildRecorder, claim, publish_status
+from orchestrator.recorder import BuildRecorder, claim
 from orchestrator.redis_conn import get_redis
 from orchestrator.runtime import Runtime
 from orchestrator.states import Status
@@ -127,13 +127,7 @@ def stop_preview(
     if port is not None:
         port_pool(settings).release(port, build_id)
     get_redis().hdel(defaults.ACTIVITY_KEY, build_id)
-    recorder = BuildRecorder(build_id, settings.log_lines_kept)
-    recorder.log(f"Preview stopped ({reason.value}): {detail}")
-    recorder.flush()
-    with session_scope() as session:
-        stopped = session.get(BuildJob, build_id)
-        assert stopped is not None
-        publish_status(stopped)
+    BuildRecorder(build_id, settings.log_lines_kept).announce(f"Preview stopped ({reason.value}): {detail}")
     return Stopped(build_id, port, memory, disk)
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from orchestrator import defaults, events
 from orchestrator.db import session_scope
@@ -46,18 +46,22 @@ def publish_status(build: BuildJob) -> None:
     events.publish(get_redis(), build.id, [(events.STATUS, status_event(build))])
 
 
-def claim(build_id: str, current: Status, new: Status, **fields: object) -> bool:
+def claim(
+    build_id: str, current: Status, new: Status, *, session: Session | None = None, **fields: object
+) -> bool:
     """Move a build from ``current`` to ``new`` only if it is still ``current``: one
     conditional UPDATE, so that two processes racing (a worker starting it, a user cancelling
-    it) cannot both win. True for the winner."""
+    it) cannot both win. True for the winner. With ``session``, inside the caller's transaction."""
     check_transition(current, new)
     statement = (
         update(BuildJob)
         .where(col(BuildJob.id) == build_id, col(BuildJob.status) == current.value)
         .values(status=new.value, updated_at=utcnow(), **fields)
     )
-    with session_scope() as session:
+    if session is not None:
         return session.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
+    with session_scope() as own:
+        return own.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
 
 
 class BuildRecorder:
@@ -90,6 +94,15 @@ class BuildRecorder:
             session.add(build)
 
     # -- status ----------------------------------------------------------------
+
+    def announce(self, line: str) -> None:
+        """After claim() moved the build elsewhere: log why, and publish its status as it now is."""
+        self.log(line)
+        self.flush()
+        with session_scope() as session:
+            build = session.get(BuildJob, self.build_id)
+            assert build is not None
+            publish_status(build)
 
     def begin(self) -> BuildJob | None:
         """queued → building, atomically (a cancel may race it). None when the build is not

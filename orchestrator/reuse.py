@@ -18,6 +18,7 @@ from orchestrator.config import Settings
 from orchestrator.db import session_scope
 from orchestrator.lifecycle import StopReason
 from orchestrator.models import BuildJob, utcnow
+from orchestrator.recorder import claim
 from orchestrator.states import Status
 
 REUSABLE = (Status.RUNNING.value, Status.STOPPED.value, Status.FAILED.value)
@@ -54,19 +55,15 @@ def hand_over(previous: BuildJob, build_id: str) -> bool:
     (building) takes its container and port. False when ``previous`` was stopped meanwhile.
     gc never sees the container without a live owner."""
     with session_scope() as session:
-        moved = session.exec(  # type: ignore[call-overload]
-            update(BuildJob)
-            .where(col(BuildJob.id) == previous.id, col(BuildJob.status) == Status.RUNNING.value)
-            .values(
-                status=Status.STOPPED.value,
-                stopped_at=utcnow(),
-                stop_reason=StopReason.REPLACED.value,
-                allocated_port=None,
-                updated_at=utcnow(),
-            )
-        ).rowcount
-        if moved != 1:
-            session.rollback()
+        if not claim(
+            previous.id,
+            Status.RUNNING,
+            Status.STOPPED,
+            session=session,
+            stopped_at=utcnow(),
+            stop_reason=StopReason.REPLACED.value,
+            allocated_port=None,
+        ):
             return False
         session.exec(  # type: ignore[call-overload]
             update(BuildJob)

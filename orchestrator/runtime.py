@@ -347,14 +347,7 @@ class Runtime:
 
     def containers_of(self, build_id: str) -> list[str]:
         """Ids of every container of one build (its build container, its cache filler)."""
-        ns = defaults.LABEL_NAMESPACE
-        wanted = [
-            f"{ns}.managed=true",
-            f"{ns}.instance={self.settings.instance_id}",
-            f"{ns}.build-id={build_id}",
-        ]
-        found = self._call("list containers", self.client.api.containers, all=True, filters={"label": wanted})
-        return [c["Id"] for c in found]
+        return [c["Id"] for c in self.list_ours(build_id=build_id)]
 
     def traffic(self, container_id: str) -> int | None:
         """TCP segments the container has received so far (requests to its preview), None when
@@ -391,12 +384,15 @@ class Runtime:
         )
         return int(found[0].get("SizeRw") or 0) if found else None
 
-    def list_ours(self, *, all_instances: bool = False) -> list[dict[str, Any]]:
-        """Every container carrying our labels, running or not, as Docker describes it."""
+    def list_ours(self, *, all_instances: bool = False, build_id: str | None = None) -> list[dict[str, Any]]:
+        """Every container carrying our labels (of one build, with ``build_id``), running or not,
+        as Docker describes it."""
         ns = defaults.LABEL_NAMESPACE
         wanted = [f"{ns}.managed=true"]
         if not all_instances:
             wanted.append(f"{ns}.instance={self.settings.instance_id}")
+        if build_id is not None:
+            wanted.append(f"{ns}.build-id={build_id}")
         found = self._call("list containers", self.client.api.containers, all=True, filters={"label": wanted})
         return list(found)
 

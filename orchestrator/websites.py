@@ -16,7 +16,6 @@ from sqlmodel import Session, col, select
 from orchestrator import defaults
 from orchestrator.auth import is_admin
 from orchestrator.config import Settings
-from orchestrator.db import session_scope
 from orchestrator.estimate import remaining_seconds, step_durations, typical_durations
 from orchestrator.exceptions import InvalidTransition, InvalidUpload, NotFound, ServiceUnavailable
 from orchestrator.jobs import admission, submit
@@ -176,14 +175,13 @@ def cancel_queued(build_id: str, by: str, reason: str = "cancelled") -> bool:
     ):
         return False
     admission().withdraw(build_id)
-    recorder = BuildRecorder(build_id)
-    recorder.log(f"{reason.capitalize()} by {by}")
-    recorder.flush()
-    with session_scope() as session:
-        build = session.get(BuildJob, build_id)
-        assert build is not None
-        publish_status(build)
+    BuildRecorder(build_id).announce(f"{reason.capitalize()} by {by}")
     return True
+
+
+def request_cancel(build_id: str, by: str) -> None:
+    """Ask the worker running a build to stop it (it checks every 0.25 s)."""
+    get_redis().set(defaults.CANCEL_KEY + build_id, by, ex=3600)
 
 
 def cancel_build(session: Session, principal: ApiToken, build_id: str, wait_seconds: float = 5.0) -> BuildJob:
@@ -198,7 +196,7 @@ def cancel_build(session: Session, principal: ApiToken, build_id: str, wait_seco
         raise InvalidTransition(
             f"the build is {build.status}: only a queued or building build can be cancelled"
         )
-    get_redis().set(defaults.CANCEL_KEY + build.id, by, ex=3600)
+    request_cancel(build.id, by)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         session.refresh(build)
@@ -245,7 +243,7 @@ def delete_website(
             if cancel_queued(build.id, by, reason="website deleted"):
                 result.cancelled.append(build.id)
         elif build.status == Status.BUILDING:
-            get_redis().set(defaults.CANCEL_KEY + build.id, f"{by} (website deleted)", ex=3600)
+            request_cancel(build.id, f"{by} (website deleted)")
             result.cancelled.append(build.id)
         elif build.status == Status.RUNNING and stop_preview(
             settings, runtime, build.id, StopReason.DELETED, f"the website was deleted by {by}"
