@@ -53,7 +53,7 @@ mkdir -p "$work/ctx/static-server"
 printf '{"name":"static-server","private":true}\n' >"$work/ctx/static-server/package.json"
 (cd "$work/ctx/static-server" && npm install --silent --no-audit --no-fund "vite@$vite_version" >/dev/null)
 
-cp "$here/node/Dockerfile" "$here/node/orchestrator-build" "$work/ctx/"
+cp "$here/node/Dockerfile" "$here/node/orchestrator-serve" "$work/ctx/"
 docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" \
   --label "org.website-orchestrator.context-hash=$context_hash" -t "$tag" "$work/ctx" >/dev/null
 echo "images: built $tag from $BASE_IMAGE"

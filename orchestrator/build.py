@@ -5,10 +5,13 @@ workspace and then, in order:
 
 - reuses the outcome of an identical recent build when there is one (orchestrator.reuse);
 - decides the commands (orchestrator.plan);
-- takes node_modules from the dependency cache, filling it first on a miss (orchestrator.cache);
-- starts the build container from that cache image with every idle core, follows its output
-  (step markers and log lines) into the job record, and once the dev server answers and the
-  type check passed, drops the container to the preview's CPU share.
+- takes node_modules from the dependency cache, filling it first on a miss (orchestrator.fill);
+- creates the build container from that cache image, with every idle core, and runs each step
+  in it as a process of its own: the project's install scripts (``docker exec``), then the dev
+  server (a detached exec) beside the type check (a container of its own, with its own memory
+  limit, from the same files). Each verdict is the exit code Docker reports
+  (orchestrator.steps); the output is only logged. Once the server answers and the type check
+  passed, the container drops to the preview's CPU share.
 
 The preview container keeps running after the job ends.
 """
@@ -16,13 +19,12 @@ The preview container keeps running after the job ends.
 from __future__ import annotations
 
 import contextlib
-import queue
-import re
 import shutil
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -35,81 +37,39 @@ from orchestrator.config import Settings, get_settings
 from orchestrator.db import get_engine, session_scope
 from orchestrator.deps import LOCKFILES, InstallPlan, cache_key, install_manifest
 from orchestrator.exceptions import BuildFailed, OrchestratorError, RegistryUnreachable, RuntimeUnavailable
+from orchestrator.failures import (
+    build_timeout_message,
+    failure_cause,
+    failure_message,
+    is_network_fault,
+    label,
+    timeout_message,
+)
+from orchestrator.fill import FillContext, fill, store_name
 from orchestrator.jobs import build_score
-from orchestrator.markers import parse_marker
 from orchestrator.models import BuildJob
 from orchestrator.network import RegistryAccess, registry_access
-from orchestrator.plan import STEP_BY_NAME, TypeCheck, make_plan
+from orchestrator.plan import TypeCheck, make_plan
 from orchestrator.ports import port_pool
 from orchestrator.previews import mark_live, move_activity, retire_replaced
 from orchestrator.recorder import BuildRecorder
 from orchestrator.redis_conn import get_redis
 from orchestrator.reuse import find_identical, hand_over
-from orchestrator.runtime import KIND_FILLER, ContainerSpec, ContainerState, Runtime
+from orchestrator.runtime import KIND_CHECK, KIND_STEP_IMAGE, ContainerSpec, Runtime
 from orchestrator.states import TERMINAL, Status
+from orchestrator.step_runner import Fault, StepRunner
+from orchestrator.steps import Exited, Failure, Line, Steps, Why
 from orchestrator.uploads import Limits, extract_upload
 from orchestrator.workspace import pack_for_container
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_EOF = object()
 
-
-def step_timeout(settings: Settings, step: str) -> int:
+def step_timeouts(settings: Settings) -> dict[str, float]:
     return {
         "install": settings.install_timeout,
         "lifecycle": settings.install_timeout,
         "typecheck": settings.typecheck_timeout,
         "serve": settings.serve_timeout,
-    }.get(step, 60)
-
-
-_BOILERPLATE = re.compile(
-    r"^npm error (code \S+|\d+|a complete log.*|this is probably.*|\d+ note that you can also.*)?\s*$",
-    re.IGNORECASE,
-)
-
-
-def failure_cause(lines: list[str]) -> str:
-    """The line of a step's output that best says what went wrong: the first error line that
-    is not boilerplate (tsc's first diagnostic, npm's first real complaint), else the last line."""
-    text = [_ANSI.sub("", line).strip() for line in lines]
-    text = [line for line in text if line and not line.startswith("::orchestrator::")]
-    for line in text:
-        if re.search(r"\berror\b", line, re.IGNORECASE) and not _BOILERPLATE.match(line):
-            return line
-    return text[-1] if text else "no output"
-
-
-_NETWORK_FAULT = re.compile(
-    r"\b(ETIMEDOUT|EAI_AGAIN|ECONNRESET|ECONNREFUSED|ENETUNREACH|EHOSTUNREACH|ENOTFOUND)\b"
-    r"|network timeout|socket hang up",
-)
-
-
-def is_network_fault(lines: list[str]) -> bool:
-    """True when a failed install says the registry could not be reached."""
-    return any(_NETWORK_FAULT.search(line) for line in lines)
-
-
-def failure_message(
-    step: str,
-    exit_code: int | None,
-    lines: list[str],
-    state: ContainerState | None,
-    memory_limit: str = defaults.MEMORY_LIMIT,
-) -> str:
-    """What a user reads when a step ends with a non-zero exit code."""
-    label = _label(step)
-    if state is not None and state.oom_killed:
-        return f"{label} failed: ran out of memory ({_memory_text(memory_limit)} limit)"
-    if exit_code == 137:
-        return f"{label} failed: the process was killed (exit code 137), most likely out of memory"
-    if step == "serve":
-        return (
-            f"{label} failed: the server exited before it answered "
-            f"(exit code {exit_code}): {failure_cause(lines)}"
-        )
-    return f"{label} failed (exit code {exit_code}): {failure_cause(lines)}"
+    }
 
 
 @dataclass
@@ -122,7 +82,19 @@ class Build:
     record: BuildJob
     port: int | None = None
     container_id: str | None = None
-    filler_id: str | None = None
+    owned: list[str] = field(default_factory=list)
+    """Every container this run created (the build container, cache fillers, the check)."""
+    images: list[str] = field(default_factory=list)
+    """Short-lived images this run created (what the type check starts from)."""
+    access: RegistryAccess = field(default_factory=RegistryAccess)
+    env: dict[str, str] = field(default_factory=dict)
+    """The environment of this build's containers."""
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.steps = Steps(step_timeouts(s), time.monotonic(), s.build_timeout)
+        self.runner = StepRunner(self.runtime, self.build_id)
+        self.lines: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=200))
 
     @property
     def build_id(self) -> str:
@@ -139,6 +111,8 @@ class Build:
         limits = Limits(s.max_upload_bytes, s.max_unpacked_bytes, s.max_files)
         extracted = extract_upload(s.uploads_dir / f"{self.build_id}.zip", workspace, limits)
         self.recorder.log(f"Extracted {len(extracted.files)} files")
+        for note in extracted.notes:
+            self.recorder.log(f"Upload: {note}")
         self.recorder.update(files_hash=extracted.files_hash)
         self.runtime.check()
         self.check_cancelled()
@@ -167,36 +141,24 @@ class Build:
             self.recorder.update(reused_from=previous.id)
         elif typecheck.command:
             self.recorder.log(f"Type check: {typecheck.reason}")
-        access = registry_access(s)
-        for note in access.notes:
+        self.access = registry_access(s)
+        for note in self.access.notes:
             self.recorder.log(f"Registry: {note}")
+        self.env = {**(plan.install.env if plan.install else {}), **self.access.env}
 
         image = None
         if plan.install is not None:
             self.recorder.log(f"Dependencies: {plan.install.manager} ({plan.install.command})")
             if plan.install.cacheable:
                 assert extracted.package is not None
-                image = self.prepare_dependencies(plan.install, extracted.package, workspace, access)
+                image = self.prepare_dependencies(plan.install, extracted.package, workspace)
             else:
                 self.recorder.log(f"Dependency cache not used: {plan.install.why_not_cached}")
-        env = {**plan.container_env(installed=image is not None, typecheck=typecheck), **access.env}
-        env["PORT"] = str(self.port)
+        env = {"PORT": str(self.port)}
         if s.public_host not in ("localhost", "127.0.0.1"):
             env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] = s.public_host
-        self.container_id = self.runtime.create_build_container(
-            ContainerSpec(
-                self.build_id,
-                self.website_id,
-                self.port,
-                env,
-                access.extra_hosts,
-                image=image,
-                nano_cpus=s.build_nano_cpus,
-            )
-        )
+        self.container_id = self.create(self.spec(port=self.port, image=image, env_extra=env), workspace)
         self.recorder.update(allocated_port=self.port, container_id=self.container_id)
-        with pack_for_container(workspace, self.ca_file(access)) as tar:
-            self.runtime.copy_in(self.container_id, tar)
         shutil.rmtree(workspace, ignore_errors=True)  # the container has the files; the upload stays
         self.check_cancelled()
         self.runtime.start(self.container_id)
@@ -206,7 +168,19 @@ class Build:
         )
         if plan.install is None:
             self.recorder.skip_step("install", "No package.json: nothing to install")
-        self.follow(self.container_id, typecheck=typecheck.command is not None)
+        elif image is None:
+            self.run_step("install", self.container_id, plan.install.command)
+        elif plan.install.lifecycle:
+            self.run_step("lifecycle", self.container_id, plan.install.lifecycle)
+        if typecheck.command:
+            self.start_check(typecheck.command)
+        else:
+            self.recorder.skip_step("typecheck", typecheck.reason)
+        self.recorder.start_step("serve", alongside=typecheck.command is not None)
+        self.steps.start("serve", time.monotonic())
+        self.runner.service("serve", self.container_id, plan.serve)
+        self.follow(lambda: self.steps.live)
+        self.discard_check()
         self.runtime.set_cpus(self.container_id, s.nano_cpus)
         url = s.preview_url(self.port)
         self.recorder.log(f"Preview live at {url}")
@@ -214,23 +188,142 @@ class Build:
         self.after_live()
         return url
 
-    @staticmethod
-    def ca_file(access: RegistryAccess) -> dict[str, bytes]:
-        return {defaults.CONTAINER_CA_PATH: access.ca_bundle} if access.ca_bundle else {}
+    # -- containers and steps --------------------------------------------------------
 
-    def prepare_dependencies(
-        self, install: InstallPlan, package: dict, workspace: Path, access: RegistryAccess
-    ) -> str:
+    def spec(self, **overrides: object) -> ContainerSpec:
+        """A container of this build's: its environment, registry access and CPU boost."""
+        env_extra = overrides.pop("env_extra", None) or {}
+        assert isinstance(env_extra, dict)
+        base = ContainerSpec(
+            self.build_id,
+            self.website_id,
+            None,
+            {**self.env, **env_extra},
+            self.access.extra_hosts,
+            nano_cpus=self.settings.build_nano_cpus,
+        )
+        return replace(base, **overrides)  # type: ignore[arg-type]
+
+    def create(self, spec: ContainerSpec, files: Path | Mapping[str, bytes]) -> str:
+        """Create a container of this build's, with ``files`` (a folder, or name → bytes) in
+        its work directory and the host's CA bundle where Node looks for it."""
+        container_id = self.runtime.create_build_container(spec)
+        self.owned.append(container_id)
+        extra = {defaults.CONTAINER_CA_PATH: self.access.ca_bundle} if self.access.ca_bundle else {}
+        with pack_for_container(files, extra) as tar:
+            self.runtime.copy_in(container_id, tar)
+        return container_id
+
+    def discard(self, container_id: str) -> None:
+        self.runtime.remove(container_id)
+        if container_id in self.owned:
+            self.owned.remove(container_id)
+
+    def run_step(self, step: str, container_id: str, command: str) -> None:
+        """Run one step in the running build container and wait for its verdict."""
+        self.recorder.start_step(step)
+        self.steps.start(step, time.monotonic())
+        self.runner.exec(step, container_id, command)
+        self.follow(lambda: step in self.steps.passed)
+        self.recorder.end_step("ok", step)
+
+    def run_alone(self, step: str, container_id: str) -> None:
+        """Start a container whose own process is ``step`` and wait for its verdict."""
+        self.recorder.start_step(step)
+        self.steps.start(step, time.monotonic())
+        self.check_cancelled()
+        self.runtime.start(container_id)
+        self.runner.container(step, container_id)
+        self.follow(lambda: step in self.steps.passed)
+
+    def start_check(self, command: str) -> None:
+        """The type check in a container of its own (its own memory limit, no network), from
+        the build container's files after its install scripts, beside the dev server."""
+        assert self.container_id
+        ns = defaults.LABEL_NAMESPACE
+        image = self.runtime.commit(
+            self.container_id,
+            defaults.STEP_IMAGE_REPOSITORY,
+            self.build_id[:12],
+            {
+                f"{ns}.managed": "true",
+                f"{ns}.instance": self.settings.instance_id,
+                f"{ns}.kind": KIND_STEP_IMAGE,
+                f"{ns}.build-id": self.build_id,
+            },
+        )
+        self.images.append(image)
+        checker = self.create(
+            self.spec(kind=KIND_CHECK, image=image, command=["sh", "-c", command], networked=False), {}
+        )
+        self.recorder.start_step("typecheck")
+        self.steps.start("typecheck", time.monotonic(), required=True)
+        self.runtime.start(checker)
+        self.runner.container("typecheck", checker)
+
+    def discard_check(self) -> None:
+        """Remove the type check's container and image (the check passed)."""
+        for container_id in [c for c in self.owned if c != self.container_id]:
+            self.discard(container_id)
+        for image in self.images:
+            self.runtime.remove_image(image)
+        self.images = []
+
+    def follow(self, done: Callable[[], bool]) -> None:
+        """Log the steps' output and judge their exits until ``done()``; raises BuildFailed
+        (or an infrastructure fault) when a step fails or a clock runs out."""
+        probe_at = 0.0
+        while not done():
+            event = self.runner.next(timeout=0.25)
+            if isinstance(event, Line):
+                self.lines[event.step].append(event.text)
+                self.recorder.log(event.text)
+            elif isinstance(event, Exited):
+                if event.exit_code is None:
+                    raise RuntimeUnavailable(f"the container of step {event.step} disappeared while it ran")
+                failure = self.steps.exited(event)
+                if failure is not None:
+                    raise self.failed(failure)
+                if event.step == "typecheck":
+                    self.recorder.end_step("ok", "typecheck")
+            elif isinstance(event, Fault):
+                raise event.error
+            self.check_cancelled()
+            now = time.monotonic()
+            overdue = self.steps.overdue(now)
+            if overdue is not None:
+                raise self.failed(overdue)
+            if self.steps.should_probe and now >= probe_at:
+                probe_at = now + 0.2
+                self.steps.answered = self.answers()
+
+    def failed(self, failure: Failure) -> Exception:
+        lines = list(self.lines[failure.step])
+        if failure.why is Why.BUILD_TIMEOUT:
+            return BuildFailed(failure.step, build_timeout_message(failure.step, failure.seconds))
+        if failure.why is Why.STEP_TIMEOUT:
+            return BuildFailed(failure.step, timeout_message(failure.step, failure.seconds))
+        if failure.step == "install" and is_network_fault(lines):
+            return RegistryUnreachable(f"the package registry could not be reached: {failure_cause(lines)}")
+        return BuildFailed(
+            failure.step,
+            failure_message(
+                failure.step, failure.exit_code, lines, failure.oom_killed, self.settings.memory_limit
+            ),
+        )
+
+    # -- dependencies ----------------------------------------------------------------
+
+    def prepare_dependencies(self, install: InstallPlan, package: dict, workspace: Path) -> str:
         """The image to start the build container from: this project's node_modules from the
-        cache, filled first on a miss (by a container that sees only the install's files)."""
+        cache, filled first on a miss (see orchestrator.fill)."""
         s = self.settings
         cache = DependencyCache(s, self.runtime, get_redis())
         manifest = install_manifest(package)
         inputs = {name: (workspace / name).read_bytes() for name in install.inputs}
         base = self.runtime.image(s.node_image)
-        key = cache_key(
-            manifest, inputs, image_id=base["Id"] if base else s.node_image, registry=s.npm_registry
-        )
+        base_id = base["Id"] if base else s.node_image
+        key = cache_key(manifest, inputs, image_id=base_id, registry=s.npm_registry)
         self.recorder.update(deps_key=key)
         found = cache.lookup(key)
         if found is not None:
@@ -246,48 +339,24 @@ class Build:
         with cache.filling(key, timeout=s.install_timeout):
             found = cache.lookup(key)  # filled meanwhile by a build with the same dependencies
             if found is None:
-                return self.fill(cache, key, install, manifest, inputs, access)
+                context = FillContext(
+                    runtime=self.runtime,
+                    cache=cache,
+                    log=self.recorder.log,
+                    create=self.create,
+                    run_alone=self.run_alone,
+                    discard=self.discard,
+                    spec=self.spec,
+                    registry=s.npm_registry,
+                    store_volume=self.runtime.ensure_volume(store_name(s.instance_id)),
+                )
+                image = fill(context, key, install, package, manifest, inputs, base_id, self.build_id)
+                self.recorder.end_step("ok", "install")
+                self.recorder.log(f"Dependency cache: saved (key {key[:12]}) for the next builds")
+                return image
         self.recorder.log(f"Dependencies from the cache (key {key[:12]}), filled meanwhile by another build")
         self.recorder.end_step("cached", "install")
         return found
-
-    def fill(
-        self,
-        cache: DependencyCache,
-        key: str,
-        install: InstallPlan,
-        manifest: bytes,
-        inputs: dict[str, bytes],
-        access: RegistryAccess,
-    ) -> str:
-        s = self.settings
-        env = {**install.env, **access.env, "ORCH_INSTALL": install.command, "ORCH_ONLY_INSTALL": "1"}
-        self.filler_id = self.runtime.create_build_container(
-            ContainerSpec(
-                self.build_id,
-                self.website_id,
-                None,
-                env,
-                access.extra_hosts,
-                nano_cpus=s.build_nano_cpus,
-                kind=KIND_FILLER,
-            )
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "package.json").write_bytes(manifest)
-            for name, data in inputs.items():
-                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
-                (Path(tmp) / name).write_bytes(data)
-            with pack_for_container(Path(tmp), self.ca_file(access)) as tar:
-                self.runtime.copy_in(self.filler_id, tar)
-        self.check_cancelled()
-        self.runtime.start(self.filler_id)
-        self.follow(self.filler_id, until_exit=True)
-        image = cache.save(self.filler_id, key, self.build_id)
-        self.runtime.remove(self.filler_id)
-        self.filler_id = None
-        self.recorder.log(f"Dependency cache: saved (key {key[:12]}) for the next builds")
-        return image
 
     def adopt(self, previous: BuildJob) -> str | None:
         """Take over the live preview of the website's identical previous build; None when it
@@ -324,74 +393,6 @@ class Build:
             self.recorder.log(f"After going live: {exc} (gc will finish the switch)")
         self.recorder.flush()
 
-    def follow(self, container_id: str, *, typecheck: bool = False, until_exit: bool = False) -> None:
-        """Read a container's output into the record. A build container: until the dev server
-        answers and the type check (run beside it) passed. A cache filler (``until_exit``):
-        until it exits 0. Raises BuildFailed when a step fails or runs out of time."""
-        events: queue.Queue[object] = queue.Queue()
-
-        def pump() -> None:
-            for line in self.runtime.log_lines(container_id):
-                events.put(line)
-            events.put(_EOF)
-
-        threading.Thread(target=pump, name=f"logs-{self.build_id[:8]}", daemon=True).start()
-        deadlines: dict[str, float] = {}
-        step, failed, checked, serving = "extract", None, not typecheck, False
-        probe_at, started = 0.0, time.monotonic()
-        while True:
-            try:
-                item = events.get(timeout=0.25)
-            except queue.Empty:
-                item = None
-            if item is _EOF:
-                state = self.runtime.wait(container_id, timeout=10)
-                code = state.exit_code if state else None
-                if until_exit and failed is None and code == 0:
-                    self.recorder.end_step("ok")
-                    return
-                if failed is not None:
-                    step, code = failed[0], failed[1] if failed[1] is not None else code
-                if step == "install" and is_network_fault(self.recorder.step_lines):
-                    cause = failure_cause(self.recorder.step_lines)
-                    raise RegistryUnreachable(f"the package registry could not be reached: {cause}")
-                raise BuildFailed(
-                    step,
-                    failure_message(step, code, self.recorder.step_lines, state, self.settings.memory_limit),
-                )
-            if isinstance(item, str):
-                marker = parse_marker(item)
-                if marker is None:
-                    self.recorder.log(item)
-                elif marker.step in STEP_BY_NAME and marker.event == "start":
-                    step = marker.step
-                    self.recorder.start_step(step, alongside=step == "serve" and not checked)
-                    deadlines[step] = time.monotonic() + step_timeout(self.settings, step)
-                    serving = serving or step == "serve"
-                elif marker.event == "ok":
-                    self.recorder.end_step("ok", marker.step)
-                    deadlines.pop(marker.step, None)
-                    checked = checked or marker.step == "typecheck"
-                elif marker.event == "skipped":
-                    self.recorder.skip_step(marker.step, marker.detail)
-                    checked = checked or marker.step == "typecheck"
-                elif marker.event == "failed" and failed is None:
-                    failed = (marker.step, int(marker.detail) if marker.detail.isdigit() else None)
-            self.check_cancelled()
-            if serving and checked and failed is None and time.monotonic() >= probe_at:
-                probe_at = time.monotonic() + 0.2
-                if self.answers():
-                    return
-            now = time.monotonic()
-            for name, deadline in deadlines.items():
-                if now > deadline:
-                    label = STEP_BY_NAME[name].label.lower()
-                    raise BuildFailed(
-                        name, f"timed out while {label} after {step_timeout(self.settings, name)} s"
-                    )
-            if not deadlines and now - started > 60 and not serving:
-                raise BuildFailed(step, "the build container started no step within 60 s")
-
     def check_cancelled(self) -> None:
         by = get_redis().get(defaults.CANCEL_KEY + self.build_id)
         if by is not None:
@@ -411,12 +412,14 @@ class Build:
 
     def clean_up(self) -> None:
         shutil.rmtree(self.settings.workspaces_dir / self.build_id, ignore_errors=True)
-        for container in (self.filler_id, self.container_id):
-            if container:
-                try:
-                    self.runtime.remove(container)
-                except OrchestratorError as exc:
-                    self.recorder.log(f"Could not remove container {container[:12]}: {exc}")
+        for container in [*self.owned, *([self.container_id] if self.container_id else [])]:
+            try:
+                self.runtime.remove(container)
+            except OrchestratorError as exc:
+                self.recorder.log(f"Could not remove container {container[:12]}: {exc}")
+        for image in self.images:
+            with contextlib.suppress(OrchestratorError):
+                self.runtime.remove_image(image)
         if self.port is not None:
             port_pool(self.settings).release(self.port, self.build_id)
 
@@ -499,7 +502,7 @@ def run_build(build_id: str) -> str | None:
         if record.attempts < settings.max_attempts:
             delay = 2**record.attempts
             recorder.requeued(
-                f"{_label(recorder.current_step)}: {exc}. Retrying in {delay} s "
+                f"{label(recorder.current_step)}: {exc}. Retrying in {delay} s "
                 f"(attempt {record.attempts + 1} of {settings.max_attempts})"
             )
             gate.release(build_id)
@@ -509,27 +512,17 @@ def run_build(build_id: str) -> str | None:
         else:
             recorder.fail(
                 recorder.current_step,
-                f"{_label(recorder.current_step)}: {exc} (gave up after {record.attempts} attempts)",
+                f"{label(recorder.current_step)}: {exc} (gave up after {record.attempts} attempts)",
             )
     except OrchestratorError as exc:
         build.clean_up()
-        recorder.fail(recorder.current_step, f"{_label(recorder.current_step)}: {exc}")
+        recorder.fail(recorder.current_step, f"{label(recorder.current_step)}: {exc}")
     except Exception as exc:
         build.clean_up()
-        recorder.fail(recorder.current_step, f"{_label(recorder.current_step)}: internal error: {exc!r}")
+        recorder.fail(recorder.current_step, f"{label(recorder.current_step)}: internal error: {exc!r}")
         raise
     finally:
         if slot_held:
             gate.release(build_id)
         get_redis().delete(defaults.CANCEL_KEY + build_id)
     return None
-
-
-def _memory_text(limit: str) -> str:
-    """'512m' → '512 MB', as Docker's limit reads to a person."""
-    found = re.fullmatch(r"(\d+)\s*([kmg]?)b?", limit.strip().lower())
-    return f"{found[1]} {found[2].upper()}B" if found else limit
-
-
-def _label(step: str | None) -> str:
-    return STEP_BY_NAME[step].label.lower() if step in STEP_BY_NAME else "build"

@@ -15,6 +15,7 @@ disk budget (an image a live container uses is never removed).
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from redis.exceptions import LockError, RedisError
 
 from orchestrator import defaults
 from orchestrator.config import Settings
+from orchestrator.deps import Candidate
 from orchestrator.runtime import KIND_DEPS, Runtime
 
 _NS = defaults.LABEL_NAMESPACE
@@ -46,6 +48,7 @@ class Entry:
     """What the entry adds on top of the Node image."""
     last_used: float
     filled_by: str
+    labels: dict[str, str]
 
 
 def least_recently_used(entries: list[Entry], budget_bytes: int) -> list[Entry]:
@@ -105,24 +108,56 @@ class DependencyCache:
                 with contextlib.suppress(LockError):
                     lock.release()
 
-    def save(self, filler_id: str, key: str, build_id: str) -> str:
-        """Commit a filler container that installed successfully as the entry for ``key``."""
+    def save(self, filler_id: str, key: str, build_id: str, described: Candidate | None = None) -> str:
+        """Commit a filler container that installed successfully as the entry for ``key``;
+        ``described``: what it holds, so that a near miss can start from it later."""
         ref = image_ref(self.settings, key)
         repository, tag = ref.rsplit(":", 1)
-        self.runtime.commit(
-            filler_id,
-            repository,
-            tag,
-            {
-                f"{_NS}.managed": "true",
-                f"{_NS}.instance": self.settings.instance_id,
-                f"{_NS}.kind": KIND_DEPS,
-                f"{_NS}.deps-key": key,
-                f"{_NS}.filled-by": build_id,
-            },
-        )
+        image_labels = {
+            f"{_NS}.managed": "true",
+            f"{_NS}.instance": self.settings.instance_id,
+            f"{_NS}.kind": KIND_DEPS,
+            f"{_NS}.deps-key": key,
+            f"{_NS}.filled-by": build_id,
+        }
+        if described is not None:
+            image_labels.update(
+                {
+                    f"{_NS}.deps-manager": described.manager,
+                    f"{_NS}.deps-base": described.base,
+                    f"{_NS}.deps-registry": described.registry,
+                    f"{_NS}.deps-direct": json.dumps(dict(described.direct), sort_keys=True),
+                }
+            )
+        self.runtime.commit(filler_id, repository, tag, image_labels)
         self.redis.zadd(defaults.DEPS_USED_KEY, {key: time.time()})
         return ref
+
+    def candidates(self) -> list[Candidate]:
+        """Every entry that says what it holds (a near miss can start from one)."""
+        found = []
+        for entry in self.entries():
+            labels = entry.labels
+            try:
+                direct = json.loads(labels[f"{_NS}.deps-direct"])
+                found.append(
+                    Candidate(
+                        ref=entry.ref,
+                        manager=labels[f"{_NS}.deps-manager"],
+                        base=labels[f"{_NS}.deps-base"],
+                        registry=labels[f"{_NS}.deps-registry"],
+                        direct=direct,
+                        last_used=entry.last_used,
+                    )
+                )
+            except (KeyError, ValueError):
+                continue  # filled before entries described themselves
+        return found
+
+    def layers(self, ref: str) -> int:
+        """How many filesystem layers an entry has (near misses stack one on their base)."""
+        image = self.runtime.image(ref)
+        return len(((image or {}).get("RootFS") or {}).get("Layers") or [])
 
     def entries(self) -> list[Entry]:
         """Every entry of this installation, least recently used first."""
@@ -142,6 +177,7 @@ class DependencyCache:
                     size_bytes=max(0, int(image.get("Size", 0)) - base_size),
                     last_used=float(used) if used is not None else float(image.get("Created", 0)),
                     filled_by=image_labels.get(f"{_NS}.filled-by", ""),
+                    labels=image_labels,
                 )
             )
         return sorted(found, key=lambda e: e.last_used)

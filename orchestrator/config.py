@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     install_timeout: int = defaults.INSTALL_TIMEOUT
     typecheck_timeout: int = defaults.TYPECHECK_TIMEOUT
     serve_timeout: int = defaults.SERVE_TIMEOUT
+    build_timeout_seconds: int | None = Field(
+        default=None, validation_alias=AliasChoices("ORCHESTRATOR_BUILD_TIMEOUT")
+    )
+    """One wall-clock limit for a whole build, from its start to its preview answering;
+    unset: the install, type-check and serve timeouts added up."""
 
     max_building: int = 4
     """Builds in progress at once across every worker (a 0.25-CPU build each: 4 fill one core of
@@ -126,6 +131,11 @@ class Settings(BaseSettings):
     @property
     def workspaces_dir(self) -> Path:
         return self.data_dir / "workspaces"
+
+    @property
+    def build_timeout(self) -> int:
+        steps = self.install_timeout + self.typecheck_timeout + self.serve_timeout
+        return self.build_timeout_seconds or steps
 
     @property
     def build_nano_cpus(self) -> int:

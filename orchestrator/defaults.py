@@ -163,3 +163,15 @@ MAX_FILES = 20_000
 
 IGNORED_DIRS = frozenset({"node_modules", ".git"})
 """Folders dropped from uploads: dependencies are installed by the build, history is not needed."""
+
+NPM_STORE_VOLUME = "website-orchestrator-npm-store"
+"""Docker volume (per engine, ``-<instance>`` appended) holding npm's content-addressed cache of
+downloaded packages. Only the dependency fetcher, which runs no code of a project's, mounts it."""
+
+NEAR_MISS_MAX_LAYERS = 40
+"""A near miss starts from a cached node_modules only while that image has fewer layers than
+this (each near miss adds one; overlayfs allows 128)."""
+
+STEP_IMAGE_REPOSITORY = "website-orchestrator/step"
+"""Short-lived images a build's type-check container starts from (the build's files after its
+install scripts); removed with the check."""

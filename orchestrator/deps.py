@@ -172,3 +172,115 @@ def cache_key(manifest: bytes, inputs: Mapping[str, bytes], *, image_id: str, re
     for name in sorted(inputs):
         digest.update(name.encode() + b"\0" + hashlib.sha256(inputs[name]).hexdigest().encode() + b"\n")
     return digest.hexdigest()
+
+
+# -- near misses: a cached node_modules to start from when no entry matches exactly ----------
+
+NPMRC_KEYS_KEPT = frozenset(
+    {
+        "legacy-peer-deps",
+        "strict-peer-deps",
+        "engine-strict",
+        "install-strategy",
+        "install-links",
+        "omit",
+        "include",
+        "optional",
+        "save-exact",
+        "save-prefix",
+        "package-lock",
+    }
+)
+"""The settings of a project's .npmrc that the trusted fetcher honours: how to resolve and lay
+out the tree. Anything else (registries, scripts, the cache, node options, git, proxies) could
+point npm elsewhere or run code, and is dropped."""
+
+
+def trusted_npmrc(text: str) -> tuple[str, list[str]]:
+    """A project's .npmrc reduced to NPMRC_KEYS_KEPT, and the keys dropped."""
+    kept, dropped = [], []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key = line.split("=", 1)[0].strip()
+        if key in NPMRC_KEYS_KEPT and "${" not in line:
+            kept.append(line)
+        else:
+            dropped.append(key)
+    return "".join(f"{line}\n" for line in kept), dropped
+
+
+def direct_dependencies(package: Mapping[str, Any]) -> dict[str, str]:
+    """Name → version range of every package the project names itself."""
+    found: dict[str, str] = {}
+    for section in ("dependencies", "devDependencies", "optionalDependencies"):
+        values = package.get(section)
+        if isinstance(values, dict):
+            found.update({str(k): str(v) for k, v in values.items()})
+    return found
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A cached node_modules, described by what it was installed for."""
+
+    ref: str
+    manager: str
+    base: str
+    """The Node image's id it was installed on."""
+    registry: str
+    direct: Mapping[str, str]
+    last_used: float = 0.0
+
+
+def nearest(
+    candidates: Collection[Candidate], wanted: Mapping[str, str], *, manager: str, base: str, registry: str
+) -> Candidate | None:
+    """The cached node_modules with the most packages in common with ``wanted`` (same tool,
+    Node image and registry); at least half of ``wanted`` must be there, else None (a cold
+    install is as quick). Ties: more ranges equal, fewer extra packages, most recently used."""
+    best, best_rank = None, None
+    for candidate in candidates:
+        if (candidate.manager, candidate.base, candidate.registry) != (manager, base, registry):
+            continue
+        common = wanted.keys() & candidate.direct.keys()
+        if not common or 2 * len(common) < len(wanted):
+            continue
+        same = sum(1 for name in common if wanted[name] == candidate.direct[name])
+        extra = len(candidate.direct.keys() - wanted.keys())
+        rank = (len(common), same, -extra, candidate.last_used)
+        if best_rank is None or rank > best_rank:
+            best, best_rank = candidate, rank
+    return best
+
+
+def install_script_packages(lock_after: bytes | None, lock_before: bytes | None) -> list[str] | None:
+    """Packages of an npm tree (node_modules/.package-lock.json) that have install scripts and
+    are new or changed since ``lock_before``: the ones ``npm rebuild`` must run. None when the
+    tree cannot be read (then rebuild everything)."""
+    after = _lock_packages(lock_after)
+    if after is None:
+        return None
+    before = _lock_packages(lock_before) or {}
+    names = set()
+    for path, info in after.items():
+        if not info.get("hasInstallScript"):
+            continue
+        if before.get(path, {}).get("version") == info.get("version") and path in before:
+            continue
+        names.add(path.rsplit("node_modules/", 1)[-1])
+    return sorted(names)
+
+
+def _lock_packages(raw: bytes | None) -> dict[str, dict[str, Any]] | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    packages = data.get("packages") if isinstance(data, dict) else None
+    if not isinstance(packages, dict):
+        return None
+    return {str(k): v for k, v in packages.items() if k and isinstance(v, dict)}

@@ -34,14 +34,21 @@ def limits(settings: Settings) -> Limits:
 
 
 def snapshot(runtime: Runtime, active: set[str]) -> Snapshot:
-    """The host now: previews counted by what they use, builds in progress by their limit."""
+    """The host now: previews counted by what they use, builds in progress by their limit, once
+    for each of their containers that runs (a build beside its type check counts twice)."""
     memory_percent, cpu_percent = host_usage()
     previews = 0
+    running: dict[str, int] = {}
     for container in runtime.list_ours():
-        build_id = (container.get("Labels") or {}).get(f"{defaults.LABEL_NAMESPACE}.build-id")
-        if build_id not in active and container.get("State") == "running":
+        build_id = (container.get("Labels") or {}).get(f"{defaults.LABEL_NAMESPACE}.build-id") or ""
+        if container.get("State") != "running":
+            continue
+        if build_id in active:
+            running[build_id] = running.get(build_id, 0) + 1
+        else:
             previews += runtime.memory_used(container["Id"]) or 0
-    return Snapshot(memory_percent, cpu_percent, previews / 2**20, len(active))
+    building = sum(max(1, running.get(build_id, 0)) for build_id in active)
+    return Snapshot(memory_percent, cpu_percent, previews / 2**20, building)
 
 
 def lost_builds(redis: Redis) -> list[BuildJob]:

@@ -35,7 +35,7 @@ from orchestrator.models import BuildJob, Website
 from orchestrator.ports import port_pool
 from orchestrator.previews import live_since, observe_activity, stop_preview
 from orchestrator.redis_conn import get_redis
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import KIND_STEP_IMAGE, Runtime
 from orchestrator.states import ACTIVE, Status
 
 LIVE = (Status.BUILDING.value, Status.RUNNING.value)
@@ -103,6 +103,7 @@ class Collector:
         self.ports()
         self.files()
         self.dependency_cache()
+        self.step_images()
         self.report.seconds = time.monotonic() - started
         return self.report
 
@@ -255,6 +256,23 @@ class Collector:
             why = f"least recently used (last {idle} ago) beyond the {self.settings.deps_cache_mb} MB budget"
             if self.dry_run or cache.remove(entry):
                 self.add("evict dependencies", entry.key[:12], why, disk_bytes=entry.size_bytes)
+
+
+    def step_images(self) -> None:
+        """Images a build's type check started from, left by a build that is not in progress."""
+        ns = defaults.LABEL_NAMESPACE
+        mine = (f"{ns}.kind={KIND_STEP_IMAGE}", f"{ns}.instance={self.settings.instance_id}")
+        for image in self.runtime.images(*mine):
+            build_id = (image.get("Labels") or {}).get(_BUILD_LABEL, "")
+            if _status(build_id) == Status.BUILDING:
+                continue
+            if self.dry_run or self.runtime.remove_image(image["Id"]):
+                self.add(
+                    "remove image",
+                    image["Id"].removeprefix("sha256:")[:12],
+                    f"the type check of build {build_id[:12]}, which is not in progress",
+                    disk_bytes=int(image.get("Size") or 0),
+                )
 
 
 def collect(

@@ -40,8 +40,7 @@ def get_queue() -> Queue:
 
 
 def job_timeout() -> int:
-    s = get_settings()
-    return 60 + s.install_timeout + s.typecheck_timeout + s.serve_timeout
+    return 60 + get_settings().build_timeout
 
 
 def admission() -> Admission:

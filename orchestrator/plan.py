@@ -1,7 +1,7 @@
 """What a build runs, decided from the uploaded files alone (no I/O here).
 
-The commands are handed to the container's runner (images/node/orchestrator-build),
-which runs them in order and announces each step on its output.
+The worker runs each command as a step of its own in the build's containers
+(orchestrator.build, orchestrator.steps).
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ class Step:
     """The ``currentStep`` text a user sees."""
     progress: int
     """Progress (percent) reported when the step starts."""
+    noun: str
+    """What runs in the step, as a sentence names it ("the type check ran out of memory")."""
 
 
 STEPS: tuple[Step, ...] = (
-    Step("extract", "Extracting files", 10),
-    Step("install", "Installing dependencies", 30),
-    Step("lifecycle", "Running the project's install scripts", 50),
-    Step("typecheck", "Type checking", 60),
-    Step("serve", "Starting the development server", 80),
+    Step("extract", "Extracting files", 10, "extraction"),
+    Step("install", "Installing dependencies", 30, "the install"),
+    Step("lifecycle", "Running the project's install scripts", 50, "the install scripts"),
+    Step("typecheck", "Type checking", 60, "the type check"),
+    Step("serve", "Starting the development server", 80, "the development server"),
 )
 STEP_BY_NAME = {s.name: s for s in STEPS}
-READY = Step("ready", "Ready", 100)
+READY = Step("ready", "Ready", 100, "the preview")
 
 TYPE_CHECKERS = frozenset({"tsc", "vue-tsc", "svelte-check", "tsgo"})
 """Programs recognised as the type-checking part of a ``build`` script."""
@@ -67,21 +69,6 @@ class BuildPlan:
     install: InstallPlan | None
     typecheck: TypeCheck
     serve: str
-
-    def container_env(self, *, installed: bool, typecheck: TypeCheck | None = None) -> dict[str, str]:
-        """The environment the runner script in the image reads. ``installed``: node_modules
-        comes from the dependency cache, so only the project's own install scripts run."""
-        typecheck = typecheck or self.typecheck
-        env = {"ORCH_SERVE": self.serve, "ORCH_INSTALL": "", "ORCH_ONLY_INSTALL": "", "ORCH_LIFECYCLE": ""}
-        if self.install is not None:
-            env.update(self.install.env)
-            if installed:
-                env["ORCH_LIFECYCLE"] = self.install.lifecycle or ""
-            else:
-                env["ORCH_INSTALL"] = self.install.command
-        env["ORCH_TYPECHECK"] = typecheck.command or ""
-        env["ORCH_TYPECHECK_SKIP"] = typecheck.reason
-        return env
 
 
 def parse_package_json(raw: bytes | str) -> dict[str, Any]:

@@ -24,7 +24,8 @@ class Snapshot:
     previews_memory_mb: float
     """What the orchestrator's containers that are not building really use."""
     building: int
-    """Builds in progress, counted at their memory limit."""
+    """Containers of builds in progress (at least one a build), each counted at its memory
+    limit: a build's container and its type check's, while both run."""
 
 
 def memory_limit_mb(settings: Settings) -> float:

@@ -7,8 +7,10 @@ labels of :func:`labels`, so that ``gc`` can find all of ours with one filter.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,15 @@ class ContainerState:
 KIND_FILLER = "deps-fill"
 """Label kind of the container that installs a project's dependencies into the cache."""
 
+KIND_FETCH = "deps-fetch"
+"""Label kind of the container that downloads and unpacks dependencies (no scripts) into the cache."""
+
+KIND_CHECK = "check"
+"""Label kind of a build's type-check container (its own memory limit, beside the preview's)."""
+
+KIND_STEP_IMAGE = "step-image"
+"""Label kind of the short-lived image a build's type-check container starts from."""
+
 KIND_DEPS = "deps"
 """Label kind of dependency-cache images (and of the containers that fill them)."""
 
@@ -71,6 +82,38 @@ class ContainerSpec:
     nano_cpus: int | None = None
     """CPU limit while building (None: the settings' limit); serve_cpus() sets the preview's."""
     kind: str = KIND_BUILD
+    command: list[str] | None = None
+    """The container's own process; None: HOLD, which only keeps the container up while the
+    worker runs each step in it with ``docker exec``."""
+    networked: bool = True
+    """False: no network at all (a type check needs none)."""
+    store_volume: str | None = None
+    """A volume mounted read-write at STORE_PATH: only for containers that run no code of the
+    project's (the dependency fetcher), never for a build, a filler or a check."""
+
+
+HOLD = ["sleep", "infinity"]
+"""The own process of a build container (under Docker's init): it does nothing. An image
+committed from another container (a cache entry) carries that container's command, so this is
+always given explicitly."""
+
+STORE_PATH = "/var/cache/npm-store"
+"""Where the host-side npm tarball store is mounted in the containers allowed to write it."""
+
+
+def _lines(stream: Iterator[bytes]) -> Iterator[str]:
+    """Decoded lines of a byte stream of output chunks."""
+    pending = b""
+    try:
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace").rstrip("\r")
+    except (APIError, DockerException, RequestException):
+        return  # the container was removed while we read
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 class Runtime:
@@ -157,6 +200,7 @@ class Runtime:
             "create the build container",
             self.client.containers.create,
             spec.image or s.node_image,
+            spec.command or HOLD,
             name=f"wob-{spec.build_id[:12]}{suffix}",
             environment=spec.env,
             labels=labels(s, build_id=spec.build_id, website_id=spec.website_id, kind=spec.kind),
@@ -171,8 +215,10 @@ class Runtime:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             init=True,
-            network=self.ensure_network(),
-            extra_hosts=spec.extra_hosts,
+            network=self.ensure_network() if spec.networked else None,
+            network_mode=None if spec.networked else "none",
+            extra_hosts=spec.extra_hosts if spec.networked else None,
+            volumes={spec.store_volume: {"bind": STORE_PATH, "mode": "rw"}} if spec.store_volume else None,
             ports={f"{spec.port}/tcp": (s.preview_bind, spec.port)} if spec.port else None,
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
         )
@@ -196,17 +242,68 @@ class Runtime:
             stdout=True,
             stderr=True,
         )
-        pending = b""
+        yield from _lines(stream)
+
+    # -- steps: processes the worker starts in a container, whose exit code Docker reports --
+
+    def exec_start(
+        self,
+        container_id: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        detach: bool = False,
+    ) -> tuple[str, Iterator[str]]:
+        """Start ``command`` in a running container as its user; its exec id and, unless
+        ``detach``, its output line by line until it exits (then see exec_exit_code)."""
+        created = self._call(
+            "start a step in the container",
+            self.client.api.exec_create,
+            container_id,
+            command,
+            environment=env or None,
+            user=defaults.CONTAINER_USER,
+            workdir=defaults.CONTAINER_WORKDIR,
+        )
+        exec_id = str(created["Id"])
+        if detach:
+            self._call("start a step in the container", self.client.api.exec_start, exec_id, detach=True)
+            return exec_id, iter(())
+        stream = self._call("start a step in the container", self.client.api.exec_start, exec_id, stream=True)
+        return exec_id, _lines(stream)
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exit code of a step started with exec_start, None while it runs."""
+        info = self._call("read a step's exit code", self.client.api.exec_inspect, exec_id)
+        return None if info.get("Running") else int(info.get("ExitCode") or 0)
+
+    def read_file(self, container_id: str, path: str) -> bytes | None:
+        """One file's contents from a container (running or not), None when it has none."""
         try:
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", "replace").rstrip("\r")
-        except (APIError, DockerException, RequestException):
-            return  # the container was removed while we read
-        if pending:
-            yield pending.decode("utf-8", "replace")
+            chunks, _ = self.client.api.get_archive(container_id, path)
+        except NotFound:
+            return None
+        except (APIError, DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to read {path} from a container: {exc}") from exc
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            extracted = tar.extractfile(member) if member else None
+            return extracted.read() if extracted else None
+
+    def ensure_volume(self, name: str) -> str:
+        """A named volume of ours (created once; the store of downloaded packages)."""
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            self._call(
+                "create a volume",
+                self.client.volumes.create,
+                name,
+                labels={f"{defaults.LABEL_NAMESPACE}.managed": "true"},
+            )
+        except (APIError, DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to inspect volume {name}: {exc}") from exc
+        return name
 
     def state(self, container_id: str) -> ContainerState | None:
         """The container's state, None when it no longer exists."""
@@ -255,8 +352,10 @@ class Runtime:
 
     # -- images of the dependency cache ----------------------------------------------
 
-    def commit(self, container_id: str, repository: str, tag: str, image_labels: dict[str, str]) -> str:
-        """Save a stopped container's files as an image; its id."""
+    def commit(
+        self, container_id: str, repository: str | None, tag: str | None, image_labels: dict[str, str]
+    ) -> str:
+        """Save a container's files as an image (untagged with no repository); its id."""
         changes = [f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in image_labels.items()]
         result = self._call(
             "save the dependency cache image",

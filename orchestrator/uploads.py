@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import stat
+import tarfile
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -20,7 +24,28 @@ from orchestrator import defaults
 from orchestrator.exceptions import InvalidUpload, UploadTooLarge
 from orchestrator.plan import ProjectType, detect_project_type, parse_package_json
 
-UNSUPPORTED_ARCHIVES = (".tar", ".tgz", ".tar.gz", ".gz", ".bz2", ".xz", ".rar", ".7z")
+TAR_ARCHIVES = (".tar.gz", ".tgz", ".tar")
+"""Archives taken besides .zip; each is checked like a zip and stored as one."""
+
+UNSUPPORTED_ARCHIVES = (".gz", ".bz2", ".xz", ".rar", ".7z")
+
+SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "Icon\r"})
+"""Files an operating system leaves in folders it zips; dropped from uploads."""
+
+SYSTEM_FOLDERS = frozenset({"__MACOSX"})
+"""macOS Finder's folder of resource forks (``__MACOSX/…/._name``); dropped."""
+
+
+def is_system_junk(name: str) -> bool:
+    """A file that macOS Finder or Windows Explorer adds to an archive, not the project's."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p]
+    if not parts:
+        return False
+    return (
+        any(p in SYSTEM_FOLDERS for p in parts)
+        or parts[-1] in SYSTEM_FILES
+        or parts[-1].startswith("._")
+    )
 
 
 @dataclass(frozen=True)
@@ -41,7 +66,18 @@ class UploadSummary:
     """A top-level folder every entry sat in (a zipped folder), removed from the paths."""
     ignored: int = 0
     """Entries dropped because they sit in node_modules or .git."""
+    junk: int = 0
+    """Entries dropped because an operating system added them (__MACOSX/, .DS_Store…)."""
     notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> None:
+        """Say in ``notes`` what was dropped and why."""
+        if self.ignored:
+            self.notes.append(f"ignored {self.ignored} files under node_modules/ or .git/")
+        if self.junk:
+            self.notes.append(
+                f"dropped {self.junk} files the operating system added (__MACOSX/, ._*, .DS_Store, Thumbs.db)"
+            )
 
 
 def clean_path(name: str) -> str | None:
@@ -77,16 +113,21 @@ def _common_prefix(paths: list[str]) -> str:
 def _check_entry_kind(info: zipfile.ZipInfo) -> None:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise InvalidUpload(f"symbolic links are not allowed in an upload: {info.filename!r}")
+        raise InvalidUpload(f"{info.filename!r}: symbolic links are not allowed in an upload")
+    if mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise InvalidUpload(f"{info.filename!r}: only regular files are allowed in an upload (no devices)")
 
 
 def inspect_zip(archive: zipfile.ZipFile, limits: Limits) -> UploadSummary:
     """Check a zip's listing and detect what it holds, without unpacking it."""
     kept: dict[str, zipfile.ZipInfo] = {}
-    ignored = 0
+    ignored = junk = 0
     total = 0
     for info in archive.infolist():
         if info.is_dir():
+            continue
+        if is_system_junk(info.filename):
+            junk += 1
             continue
         _check_entry_kind(info)
         path = clean_path(info.filename)
@@ -109,9 +150,8 @@ def inspect_zip(archive: zipfile.ZipFile, limits: Limits) -> UploadSummary:
     if "package.json" in files:
         package = parse_package_json(archive.read(kept[prefix + "package.json"]))
     kind = detect_project_type(files, package)
-    summary = UploadSummary(sorted(files), kind, package, prefix, ignored)
-    if ignored:
-        summary.notes.append(f"ignored {ignored} files under node_modules/ or .git/")
+    summary = UploadSummary(sorted(files), kind, package, prefix, ignored, junk)
+    summary.describe()
     return summary
 
 
@@ -142,6 +182,11 @@ def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: L
         raise InvalidUpload("no files in the upload: send a .zip, or the files of a folder, as 'files'")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if len(uploads) == 1 and uploads[0][0].lower().endswith(TAR_ARCHIVES):
+            name, stream = uploads[0]
+            _tar_to_zip(name, stream, dest, limits)
+            with _open_zip(dest) as archive:
+                return inspect_zip(archive, limits)
         if len(uploads) == 1 and uploads[0][0].lower().endswith(".zip"):
             name, stream = uploads[0]
             with dest.open("wb") as out:
@@ -150,15 +195,24 @@ def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: L
             with _open_zip(dest) as archive:
                 return inspect_zip(archive, limits)
         for name, _ in uploads:
-            if name.lower().endswith(".zip") or name.lower().endswith(UNSUPPORTED_ARCHIVES):
+            lowered = name.lower()
+            if lowered.endswith((".zip", *TAR_ARCHIVES)) and len(uploads) > 1:
                 raise InvalidUpload(
-                    f"{name}: only a single .zip archive, or the files of a folder, can be uploaded"
+                    f"{name}: send one archive (.zip, .tar.gz, .tgz) on its own, or the files of a folder"
+                )
+            if lowered.endswith(UNSUPPORTED_ARCHIVES):
+                raise InvalidUpload(
+                    f"{name}: this kind of archive is not supported; upload a .zip, .tar.gz or .tgz, "
+                    "or the files of a folder"
                 )
         budget = limits.max_upload_bytes
         seen: set[str] = set()
-        dropped = 0
+        dropped = junk = 0
         with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as archive:
             for name, stream in uploads:
+                if is_system_junk(name):
+                    junk += 1
+                    continue
                 path = clean_path(name)
                 if path is None:
                     dropped += 1
@@ -171,13 +225,60 @@ def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: L
                 archive.writestr(zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
         with _open_zip(dest) as archive:
             summary = inspect_zip(archive, limits)
-        if dropped:
-            summary.ignored += dropped
-            summary.notes.append(f"ignored {dropped} files under node_modules/ or .git/")
+        summary.ignored += dropped
+        summary.junk += junk
+        summary.notes = []
+        summary.describe()
         return summary
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
+
+
+def _tar_to_zip(name: str, stream: IO[bytes], dest: Path, limits: Limits) -> None:
+    """Store a .tar.gz/.tgz/.tar upload as the zip every build reads, checking each member as
+    a zip's: regular files and folders only, no links or devices, paths that stay inside, the
+    size budgets. Raises InvalidUpload naming the member and the rule."""
+    with tempfile.TemporaryFile() as raw:
+        if _copy_limited(stream, raw, limits.max_upload_bytes, name) == 0:
+            raise InvalidUpload(f"{name} is empty")
+        raw.seek(0)
+        try:
+            tar = tarfile.open(fileobj=raw, mode="r:*")  # noqa: SIM115 (closed by the with below)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InvalidUpload(
+                f"{name} could not be read as a tar archive: upload a valid .tar.gz, .tgz or .zip"
+            ) from exc
+        count = total = 0
+        with tar, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
+            try:
+                for member in tar:
+                    if member.isdir() or member.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
+                        continue
+                    if member.issym() or member.islnk():
+                        raise InvalidUpload(f"{member.name!r}: links are not allowed in an upload")
+                    if not member.isfile():
+                        raise InvalidUpload(
+                            f"{member.name!r}: only regular files are allowed in an upload (no devices)"
+                        )
+                    if not is_system_junk(member.name):
+                        clean_path(member.name)  # refuses a path leaving the upload's folder
+                    count += 1
+                    total += member.size
+                    if count > limits.max_files:
+                        raise UploadTooLarge(f"the upload has more than {limits.max_files} files")
+                    if total > limits.max_unpacked_bytes:
+                        raise UploadTooLarge(
+                            f"the upload unpacks to more than {limits.max_unpacked_bytes // 2**20} MB"
+                        )
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    info = zipfile.ZipInfo(member.name, date_time=(1980, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with source, archive.open(info, "w") as out:
+                        shutil.copyfileobj(source, out, 1024 * 1024)
+            except (tarfile.TarError, EOFError, zlib.error) as exc:
+                raise InvalidUpload(f"{name} is damaged ({exc}): upload a complete archive") from exc
 
 
 @dataclass(frozen=True)
@@ -185,6 +286,8 @@ class Extracted:
     files: list[str]
     files_hash: str
     package: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+    """What was dropped from the upload, and why (for the build log)."""
 
 
 def extract_upload(archive_path: Path, dest: Path, limits: Limits) -> Extracted:
@@ -200,7 +303,7 @@ def extract_upload(archive_path: Path, dest: Path, limits: Limits) -> Extracted:
         summary = inspect_zip(archive, limits)
         budget = limits.max_unpacked_bytes
         for info in archive.infolist():
-            if info.is_dir():
+            if info.is_dir() or is_system_junk(info.filename):
                 continue
             path = clean_path(info.filename)
             if path is None:
@@ -222,4 +325,4 @@ def extract_upload(archive_path: Path, dest: Path, limits: Limits) -> Extracted:
     whole = hashlib.sha256()
     for path, hexdigest in sorted(digests):
         whole.update(f"{path}\0{hexdigest}\n".encode())
-    return Extracted(sorted(p for p, _ in digests), whole.hexdigest(), summary.package)
+    return Extracted(sorted(p for p, _ in digests), whole.hexdigest(), summary.package, summary.notes)

@@ -91,7 +91,7 @@ def test_eviction_takes_the_least_recently_used_until_the_rest_fits() -> None:
     from orchestrator.cache import Entry, least_recently_used
 
     def entry(key: str, size: int, used: float) -> Entry:
-        return Entry(key, f"deps:{key}", size, used, "build")
+        return Entry(key, f"deps:{key}", size, used, "build", {})
 
     old, middle, new = entry("old", 300, 1.0), entry("middle", 200, 2.0), entry("new", 500, 3.0)
     assert least_recently_used([new, old, middle], 1000) == []

@@ -77,17 +77,16 @@ def test_project_type():
 
 def test_plan_serves_on_the_host_port_inside_the_container():
     plan = make_plan(["package.json", "index.html"], pkg("tsc -b && vite build"), 41007)
-    env = plan.container_env(installed=False)
-    assert env["ORCH_SERVE"].startswith("vite --host 0.0.0.0 --port 41007 --strictPort")
-    assert env["ORCH_INSTALL"] == "npm install"
-    assert env["ORCH_TYPECHECK"] == "tsc -b"
+    assert plan.serve.startswith("vite --host 0.0.0.0 --port 41007 --strictPort")
+    assert plan.install is not None and plan.install.command == "npm install"
+    assert plan.typecheck.command == "tsc -b"
 
 
-def test_with_cached_dependencies_only_the_projects_own_install_scripts_run():
+def test_the_projects_own_install_scripts_are_a_step_of_their_own():
     package = {**pkg("tsc -b && vite build"), "scripts": {"postinstall": "node fix.js", "dev": "vite"}}
-    env = make_plan(["package.json", "index.html"], package, 41007).container_env(installed=True)
-    assert env["ORCH_INSTALL"] == "" and env["ORCH_LIFECYCLE"] == "npm run postinstall"
-    assert env["npm_config_cache"].startswith("/tmp/")
+    plan = make_plan(["package.json", "index.html"], package, 41007)
+    assert plan.install is not None and plan.install.lifecycle == "npm run postinstall"
+    assert plan.install.env["npm_config_cache"].startswith("/tmp/")
 
 
 def test_static_plan_has_no_install_and_no_type_check():

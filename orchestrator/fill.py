@@ -1,0 +1,147 @@
+"""Filling the dependency cache on a miss (see docs/caching.md).
+
+npm, in two parts that trust differently:
+
+1. **fetch**: our own npm, ``--ignore-scripts``, in a container that receives only the
+   install's inputs (the dependency fields of package.json, the lockfile, the .npmrc settings
+   that shape the tree) and so runs no code of the project's or of its dependencies. It alone
+   mounts the host-side store of downloaded packages (npm's content-addressed cache, which
+   checks every tarball against its integrity). On a near miss it starts from the cached
+   node_modules with the most packages in common and installs only the difference.
+2. **scripts**: ``npm rebuild`` of the new packages that have install scripts, in a container
+   with no store, started from the fetch's result. Skipped when there are none.
+
+The last container is committed as the entry. pnpm and yarn install in one filler container,
+as before (no store, no near miss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator import defaults
+from orchestrator.cache import DependencyCache
+from orchestrator.deps import (
+    Candidate,
+    InstallPlan,
+    PackageManager,
+    direct_dependencies,
+    install_script_packages,
+    nearest,
+    trusted_npmrc,
+)
+from orchestrator.runtime import KIND_FETCH, KIND_FILLER, STORE_PATH, ContainerSpec, Runtime
+
+TREE_LOCK = f"{defaults.CONTAINER_WORKDIR}/node_modules/.package-lock.json"
+"""npm's record of the tree it laid out in node_modules."""
+
+
+@dataclass(frozen=True)
+class FillContext:
+    """What a fill needs of the build it runs for."""
+
+    runtime: Runtime
+    cache: DependencyCache
+    log: Callable[[str], None]
+    create: Callable[[ContainerSpec, Mapping[str, bytes]], str]
+    """Create a container of the build's with these files in it (the build removes it on failure)."""
+    run_alone: Callable[[str, str], None]
+    """Start a container whose process is the step, follow it until it exits; raises on failure."""
+    discard: Callable[[str], None]
+    spec: Callable[..., ContainerSpec]
+    """A ContainerSpec of the build's, with these overrides."""
+    registry: str
+    store_volume: str
+
+
+def fill(
+    ctx: FillContext,
+    key: str,
+    install: InstallPlan,
+    package: Mapping[str, object],
+    manifest: bytes,
+    inputs: Mapping[str, bytes],
+    base_id: str,
+    build_id: str,
+) -> str:
+    """Install into a new cache entry for ``key``; the entry's image."""
+    files = {"package.json": manifest, **inputs}
+    if install.manager is not PackageManager.NPM:
+        filler = ctx.create(ctx.spec(kind=KIND_FILLER, command=["sh", "-c", install.command]), files)
+        ctx.run_alone("install", filler)
+        image = ctx.cache.save(filler, key, build_id)
+        ctx.discard(filler)
+        return image
+
+    described = Candidate("", install.manager.value, base_id, ctx.registry, direct_dependencies(package))
+    start = _near_miss(ctx, described)
+    if ".npmrc" in files:
+        text, dropped = trusted_npmrc(files[".npmrc"].decode("utf-8", "replace"))
+        files = {**files, ".npmrc": text.encode()}
+        if dropped:
+            names = ", ".join(sorted(set(dropped)))
+            ctx.log(f"Dependencies: .npmrc settings not used to fetch packages: {names}")
+    if start is None and install.lockfile:
+        command = "npm ci --ignore-scripts"
+    else:
+        command = "npm install --ignore-scripts" + (" --prefer-offline" if start else "")
+    fetch = ctx.create(
+        ctx.spec(
+            kind=KIND_FETCH,
+            image=start.ref if start else None,
+            command=["sh", "-c", command],
+            store_volume=ctx.store_volume,
+            env_extra={"npm_config_cache": STORE_PATH},
+        ),
+        files,
+    )
+    before = ctx.runtime.read_file(fetch, TREE_LOCK) if start else None
+    ctx.run_alone("install", fetch)
+    scripts = install_script_packages(ctx.runtime.read_file(fetch, TREE_LOCK), before)
+    if scripts == []:
+        image = ctx.cache.save(fetch, key, build_id, described)
+        ctx.discard(fetch)
+        return image
+    ctx.log(
+        "Dependencies: running the install scripts of "
+        + (", ".join(scripts) if scripts else "every package (the installed tree could not be read)")
+    )
+    fetched = ctx.runtime.commit(fetch, None, None, {f"{defaults.LABEL_NAMESPACE}.managed": "true"})
+    ctx.discard(fetch)
+    rebuild = "npm rebuild --foreground-scripts" + "".join(f" '{name}'" for name in scripts or [])
+    filler = ctx.create(ctx.spec(kind=KIND_FILLER, image=fetched, command=["sh", "-c", rebuild]), {})
+    ctx.run_alone("install", filler)
+    image = ctx.cache.save(filler, key, build_id, described)
+    ctx.discard(filler)
+    return image
+
+
+def _near_miss(ctx: FillContext, wanted: Candidate) -> Candidate | None:
+    found = nearest(
+        ctx.cache.candidates(),
+        wanted.direct,
+        manager=wanted.manager,
+        base=wanted.base,
+        registry=wanted.registry,
+    )
+    if found is None:
+        return None
+    if ctx.cache.layers(found.ref) >= defaults.NEAR_MISS_MAX_LAYERS:
+        ctx.log(f"Dependency cache: {found.ref} has too many layers to start from; installing from scratch")
+        return None
+    common = len(wanted.direct.keys() & found.direct.keys())
+    ctx.log(
+        f"Dependency cache: near miss, starting from {found.ref.rsplit(':', 1)[-1][-12:]} "
+        f"({common} of {len(wanted.direct)} packages in common); installing the difference"
+    )
+    return found
+
+
+def store_name(instance_id: str) -> str:
+    return f"{defaults.NPM_STORE_VOLUME}-{instance_id}"
+
+
+def workspace_inputs(workspace: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    return {name: (workspace / name).read_bytes() for name in names}
