@@ -19,6 +19,7 @@ The preview container keeps running after the job ends.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import threading
 import time
@@ -347,7 +348,7 @@ class Build:
                     run_alone=self.run_alone,
                     discard=self.discard,
                     spec=self.spec,
-                    registry=s.npm_registry,
+                    registry=hashlib.sha256(s.npm_registry.encode()).hexdigest()[:16],
                     store_volume=self.runtime.ensure_volume(store_name(s.instance_id)),
                 )
                 image = fill(context, key, install, package, manifest, inputs, base_id, self.build_id)

@@ -53,6 +53,7 @@ class FillContext:
     spec: Callable[..., ContainerSpec]
     """A ContainerSpec of the build's, with these overrides."""
     registry: str
+    """Names the registry (a hash of its URL): an entry from another registry is no start."""
     store_volume: str
 
 

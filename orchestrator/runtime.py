@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
 from requests.exceptions import RequestException
 
 from orchestrator import defaults
@@ -218,7 +219,9 @@ class Runtime:
             network=self.ensure_network() if spec.networked else None,
             network_mode=None if spec.networked else "none",
             extra_hosts=spec.extra_hosts if spec.networked else None,
-            volumes={spec.store_volume: {"bind": STORE_PATH, "mode": "rw"}} if spec.store_volume else None,
+            # A mount (HostConfig), not a volume (Config): an image committed from this container
+            # must not declare the store's path a volume of its own.
+            mounts=[Mount(STORE_PATH, spec.store_volume, type="volume")] if spec.store_volume else None,
             ports={f"{spec.port}/tcp": (s.preview_bind, spec.port)} if spec.port else None,
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
         )
