@@ -3,12 +3,17 @@
 import json
 
 from orchestrator.deps import (
+    Candidate,
     PackageManager,
     cache_key,
+    direct_dependencies,
     install_manifest,
+    install_script_packages,
     lifecycle_command,
+    nearest,
     package_manager,
     plan_install,
+    trusted_npmrc,
 )
 
 PACKAGE = {
@@ -98,3 +103,104 @@ def test_eviction_takes_the_least_recently_used_until_the_rest_fits() -> None:
     assert least_recently_used([new, old, middle], 999) == [old]
     assert least_recently_used([new, old, middle], 500) == [old, middle]
     assert least_recently_used([new, old, middle], 0) == [old, middle, new]
+
+
+# -- near misses -------------------------------------------------------------------------------
+
+REACT = {"react": "^19", "react-dom": "^19", "vite": "^8", "typescript": "~5.9"}
+
+
+def candidate(ref: str, direct: dict[str, str], **kw: object) -> Candidate:
+    values: dict = {"manager": "npm", "base": "sha256:img", "registry": "r1", "last_used": 0.0, **kw}
+    return Candidate(ref, direct=direct, **values)
+
+
+def pick(candidates: list[Candidate], wanted: dict[str, str]) -> str | None:
+    found = nearest(candidates, wanted, manager="npm", base="sha256:img", registry="r1")
+    return found.ref if found else None
+
+
+def test_the_nearest_entry_has_the_most_packages_in_common() -> None:
+    entries = [candidate("small", {"vite": "^8"}), candidate("react", REACT)]
+    assert pick(entries, {**REACT, "lodash": "^4"}) == "react"
+
+
+def test_equal_ranges_break_a_tie_then_fewer_extras_then_recent_use() -> None:
+    bumped = {**REACT, "react": "^18"}
+    entries = [candidate("old-react", bumped), candidate("same", REACT)]
+    assert pick(entries, {**REACT, "zod": "^3"}) == "same"
+    extra = [candidate("extra", {**REACT, "a": "1", "b": "2"}), candidate("lean", {**REACT, "a": "1"})]
+    assert pick(extra, REACT) == "lean"
+    recent = [candidate("older", REACT, last_used=1.0), candidate("newer", REACT, last_used=2.0)]
+    assert pick(recent, REACT) == "newer"
+
+
+def test_an_entry_of_another_tool_image_or_registry_is_no_start() -> None:
+    for other in ({"manager": "pnpm"}, {"base": "sha256:other"}, {"registry": "r2"}):
+        assert pick([candidate("x", REACT, **other)], REACT) is None
+
+
+def test_less_than_half_in_common_installs_from_scratch() -> None:
+    assert pick([candidate("vite-only", {"vite": "^8"})], REACT) is None
+    assert pick([candidate("half", {"vite": "^8", "react": "^19"})], REACT) == "half"
+    assert pick([], REACT) is None
+
+
+def test_direct_dependencies_cover_every_section() -> None:
+    package = {"dependencies": {"a": "1"}, "devDependencies": {"b": "2"}, "optionalDependencies": {"c": "3"}}
+    assert direct_dependencies({**package, "scripts": {"x": "y"}}) == {"a": "1", "b": "2", "c": "3"}
+    assert direct_dependencies({"dependencies": "nonsense"}) == {}
+
+
+def test_the_trusted_npmrc_keeps_only_how_the_tree_is_laid_out() -> None:
+    text = "\n".join(
+        [
+            "# comment",
+            "legacy-peer-deps=true",
+            "registry=https://evil.example.com/",
+            "@acme:registry=https://npm.example.com/",
+            "//npm.example.com/:_authToken=${TOKEN}",
+            "node-options=--require /app/evil.js",
+            "script-shell=/app/evil.sh",
+            "cache=/tmp/elsewhere",
+            "save-exact = true",
+            "git=/app/fake-git",
+        ]
+    )
+    kept, dropped = trusted_npmrc(text)
+    assert kept == "legacy-peer-deps=true\nsave-exact = true\n"
+    assert set(dropped) == {
+        "registry",
+        "@acme:registry",
+        "//npm.example.com/:_authToken",
+        "node-options",
+        "script-shell",
+        "cache",
+        "git",
+    }
+
+
+def lock(**packages: dict) -> bytes:
+    return json.dumps({"lockfileVersion": 3, "packages": {"": {}, **packages}}).encode()
+
+
+def test_only_new_or_changed_packages_with_install_scripts_are_rebuilt() -> None:
+    before = lock(**{"node_modules/esbuild": {"version": "0.28.0", "hasInstallScript": True}})
+    after = lock(
+        **{
+            "node_modules/esbuild": {"version": "0.28.0", "hasInstallScript": True},
+            "node_modules/@scope/native": {"version": "1.0.0", "hasInstallScript": True},
+            "node_modules/a/node_modules/bcrypt": {"version": "5.0.0", "hasInstallScript": True},
+            "node_modules/lodash": {"version": "4.17.21"},
+        }
+    )
+    assert install_script_packages(after, before) == ["@scope/native", "bcrypt"]
+    bumped = lock(**{"node_modules/esbuild": {"version": "0.28.2", "hasInstallScript": True}})
+    assert install_script_packages(bumped, before) == ["esbuild"]
+    assert install_script_packages(after, None) == ["@scope/native", "bcrypt", "esbuild"]
+
+
+def test_an_unreadable_tree_means_rebuild_everything() -> None:
+    assert install_script_packages(None, None) is None
+    assert install_script_packages(b"{not json", None) is None
+    assert install_script_packages(lock(), b"garbage") == []
