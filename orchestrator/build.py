@@ -46,7 +46,7 @@ from orchestrator.failures import (
     label,
     timeout_message,
 )
-from orchestrator.fill import FillContext, fill, store_name
+from orchestrator.fill import FillContext, fill, step_image_labels, store_name
 from orchestrator.jobs import build_score
 from orchestrator.models import BuildJob
 from orchestrator.network import RegistryAccess, registry_access
@@ -56,7 +56,7 @@ from orchestrator.previews import mark_live, move_activity, retire_replaced
 from orchestrator.recorder import BuildRecorder
 from orchestrator.redis_conn import get_redis
 from orchestrator.reuse import find_identical, hand_over
-from orchestrator.runtime import KIND_CHECK, KIND_STEP_IMAGE, ContainerSpec, Runtime
+from orchestrator.runtime import KIND_CHECK, ContainerSpec, Runtime
 from orchestrator.states import TERMINAL, Status
 from orchestrator.step_runner import Fault, StepRunner
 from orchestrator.steps import Exited, Failure, Line, Steps, Why
@@ -241,17 +241,11 @@ class Build:
         """The type check in a container of its own (its own memory limit, no network), from
         the build container's files after its install scripts, beside the dev server."""
         assert self.container_id
-        ns = defaults.LABEL_NAMESPACE
         image = self.runtime.commit(
             self.container_id,
             defaults.STEP_IMAGE_REPOSITORY,
             self.build_id[:12],
-            {
-                f"{ns}.managed": "true",
-                f"{ns}.instance": self.settings.instance_id,
-                f"{ns}.kind": KIND_STEP_IMAGE,
-                f"{ns}.build-id": self.build_id,
-            },
+            step_image_labels(self.settings.instance_id, self.build_id),
         )
         self.images.append(image)
         checker = self.create(
@@ -348,6 +342,7 @@ class Build:
                     run_alone=self.run_alone,
                     discard=self.discard,
                     spec=self.spec,
+                    own_image=self.images.append,
                     registry=hashlib.sha256(s.npm_registry.encode()).hexdigest()[:16],
                     store_volume=self.runtime.ensure_volume(store_name(s.instance_id)),
                 )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator import defaults
 from orchestrator.cache import DependencyCache
@@ -32,7 +31,7 @@ from orchestrator.deps import (
     nearest,
     trusted_npmrc,
 )
-from orchestrator.runtime import KIND_FETCH, KIND_FILLER, STORE_PATH, ContainerSpec, Runtime
+from orchestrator.runtime import KIND_FETCH, KIND_FILLER, KIND_STEP_IMAGE, STORE_PATH, ContainerSpec, Runtime
 
 TREE_LOCK = f"{defaults.CONTAINER_WORKDIR}/node_modules/.package-lock.json"
 """npm's record of the tree it laid out in node_modules."""
@@ -52,6 +51,8 @@ class FillContext:
     discard: Callable[[str], None]
     spec: Callable[..., ContainerSpec]
     """A ContainerSpec of the build's, with these overrides."""
+    own_image: Callable[[str], None]
+    """Hand a short-lived image to the build (removed with it, or by gc)."""
     registry: str
     """Names the registry (a hash of its URL): an entry from another registry is no start."""
     store_volume: str
@@ -109,7 +110,9 @@ def fill(
         "Dependencies: running the install scripts of "
         + (", ".join(scripts) if scripts else "every package (the installed tree could not be read)")
     )
-    fetched = ctx.runtime.commit(fetch, None, None, {f"{defaults.LABEL_NAMESPACE}.managed": "true"})
+    labels = step_image_labels(ctx.cache.settings.instance_id, build_id)
+    fetched = ctx.runtime.commit(fetch, None, None, labels)
+    ctx.own_image(fetched)  # the entry's parent once saved; removed with the build if it fails
     ctx.discard(fetch)
     rebuild = "npm rebuild --foreground-scripts" + "".join(f" '{name}'" for name in scripts or [])
     filler = ctx.create(ctx.spec(kind=KIND_FILLER, image=fetched, command=["sh", "-c", rebuild]), {})
@@ -140,9 +143,16 @@ def _near_miss(ctx: FillContext, wanted: Candidate) -> Candidate | None:
     return found
 
 
+def step_image_labels(instance_id: str, build_id: str) -> dict[str, str]:
+    """Labels of a build's short-lived images (gc removes those of builds not in progress)."""
+    ns = defaults.LABEL_NAMESPACE
+    return {
+        f"{ns}.managed": "true",
+        f"{ns}.instance": instance_id,
+        f"{ns}.kind": KIND_STEP_IMAGE,
+        f"{ns}.build-id": build_id,
+    }
+
+
 def store_name(instance_id: str) -> str:
     return f"{defaults.NPM_STORE_VOLUME}-{instance_id}"
-
-
-def workspace_inputs(workspace: Path, names: tuple[str, ...]) -> dict[str, bytes]:
-    return {name: (workspace / name).read_bytes() for name in names}
