@@ -160,7 +160,6 @@ class Build:
             env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] = s.public_host
         self.container_id = self.create(self.spec(port=self.port, image=image, env_extra=env), workspace)
         self.recorder.update(allocated_port=self.port, container_id=self.container_id)
-        shutil.rmtree(workspace, ignore_errors=True)  # the container has the files; the upload stays
         self.check_cancelled()
         self.runtime.start(self.container_id)
         self.recorder.log(
@@ -174,12 +173,16 @@ class Build:
         elif plan.install.lifecycle:
             self.run_step("lifecycle", self.container_id, plan.install.lifecycle)
         if typecheck.command:
-            self.start_check(typecheck.command)
+            # The build container's files as they are now: the upload on the cached image, unless
+            # an install ran in it (an uncached one, or the project's install scripts).
+            untouched = not (plan.install and plan.install.lifecycle)
+            self.start_check(typecheck.command, (image, workspace) if image and untouched else None)
         else:
             self.recorder.skip_step("typecheck", typecheck.reason)
         self.recorder.start_step("serve", alongside=typecheck.command is not None)
         self.steps.start("serve", time.monotonic())
         self.runner.service("serve", self.container_id, plan.serve)
+        shutil.rmtree(workspace, ignore_errors=True)  # the containers have the files; the upload stays
         self.follow(lambda: self.steps.live)
         self.discard_check()
         self.runtime.set_cpus(self.container_id, s.nano_cpus)
@@ -237,19 +240,24 @@ class Build:
         self.runner.container(step, container_id)
         self.follow(lambda: step in self.steps.passed)
 
-    def start_check(self, command: str) -> None:
-        """The type check in a container of its own (its own memory limit, no network), from
-        the build container's files after its install scripts, beside the dev server."""
+    def start_check(self, command: str, same_files: tuple[str, Path] | None) -> None:
+        """The type check in a container of its own (its own memory limit, no network) with the
+        build container's files, beside the dev server: ``same_files`` (the image and folder the
+        build container was made of) when nothing ran in it yet, else an image committed from it."""
         assert self.container_id
-        image = self.runtime.commit(
-            self.container_id,
-            defaults.STEP_IMAGE_REPOSITORY,
-            self.build_id[:12],
-            step_image_labels(self.settings.instance_id, self.build_id),
-        )
-        self.images.append(image)
+        files: Path | dict[str, bytes] = {}
+        if same_files is not None:
+            image, files = same_files
+        else:
+            image = self.runtime.commit(
+                self.container_id,
+                defaults.STEP_IMAGE_REPOSITORY,
+                self.build_id[:12],
+                step_image_labels(self.settings.instance_id, self.build_id),
+            )
+            self.images.append(image)
         checker = self.create(
-            self.spec(kind=KIND_CHECK, image=image, command=["sh", "-c", command], networked=False), {}
+            self.spec(kind=KIND_CHECK, image=image, command=["sh", "-c", command], networked=False), files
         )
         self.recorder.start_step("typecheck")
         self.steps.start("typecheck", time.monotonic(), required=True)
