@@ -111,6 +111,10 @@ class BenchStack:
             filters={"label": f"org.website-orchestrator.instance={self.instance}"}
         ):
             client.images.remove(image.id, force=True)
+        for volume in client.volumes.list(
+            filters={"label": f"org.website-orchestrator.instance={self.instance}"}
+        ):
+            volume.remove(force=True)
         client.close()
         Redis.from_url(self.redis_url).flushdb()
         shutil.rmtree(self.data, ignore_errors=True)

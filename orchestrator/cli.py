@@ -108,7 +108,7 @@ def worker() -> None:
     _isolate_builds()
     try:
         fixed = reconcile()
-        cleaned = collect(get_settings())
+        cleaned = collect(get_settings(), scheduled=True)
     except OrchestratorError as exc:
         _fail(exc)
     if fixed:

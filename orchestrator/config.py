@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     faster); once live, its preview goes back to nano_cpus. 0: no boost."""
     deps_cache_mb: int = defaults.DEPS_CACHE_MB
     """Disk the dependency cache may use; gc evicts the least recently used beyond it."""
+    npm_store_mb: int = defaults.NPM_STORE_MB
+    """Disk the store of downloaded packages may use; gc empties it beyond that."""
     reuse_seconds: int = defaults.REUSE_SECONDS
     """An upload identical to one built this recently reuses that build's outcome."""
 

@@ -22,7 +22,7 @@ from orchestrator.jobs import build_score, get_queue, start_job
 from orchestrator.models import BuildJob
 from orchestrator.ports import port_pool
 from orchestrator.recorder import BuildRecorder
-from orchestrator.resources import Snapshot, host_usage, shortage
+from orchestrator.resources import Snapshot, host_usage, shortage, split_containers
 from orchestrator.runtime import Runtime
 from orchestrator.states import Status
 
@@ -34,21 +34,11 @@ def limits(settings: Settings) -> Limits:
 
 
 def snapshot(runtime: Runtime, active: set[str]) -> Snapshot:
-    """The host now: previews counted by what they use, builds in progress by their limit, once
-    for each of their containers that runs (a build beside its type check counts twice)."""
+    """The host now: previews counted by what they use, builds in progress by their limit."""
     memory_percent, cpu_percent = host_usage()
-    previews = 0
-    running: dict[str, int] = {}
-    for container in runtime.list_ours():
-        build_id = (container.get("Labels") or {}).get(f"{defaults.LABEL_NAMESPACE}.build-id") or ""
-        if container.get("State") != "running":
-            continue
-        if build_id in active:
-            running[build_id] = running.get(build_id, 0) + 1
-        else:
-            previews += runtime.memory_used(container["Id"]) or 0
-    building = sum(max(1, running.get(build_id, 0)) for build_id in active)
-    return Snapshot(memory_percent, cpu_percent, previews / 2**20, building)
+    previews, building = split_containers(runtime.list_ours(), active)
+    used = sum(runtime.memory_used(container_id) or 0 for container_id in previews)
+    return Snapshot(memory_percent, cpu_percent, used / 2**20, building)
 
 
 def lost_builds(redis: Redis) -> list[BuildJob]:

@@ -30,6 +30,7 @@ from orchestrator.cache import DependencyCache
 from orchestrator.config import Settings
 from orchestrator.db import session_scope
 from orchestrator.dispatcher import lost_builds, recover_lost
+from orchestrator.fill import store_name
 from orchestrator.lifecycle import Policy, StopReason, explain, reap_reason
 from orchestrator.models import BuildJob, Website
 from orchestrator.ports import port_pool
@@ -84,8 +85,12 @@ def _size(path: Path) -> int:
 
 
 class Collector:
-    def __init__(self, settings: Settings, runtime: Runtime, policy: Policy, dry_run: bool) -> None:
+    def __init__(
+        self, settings: Settings, runtime: Runtime, policy: Policy, dry_run: bool, scheduled: bool = False
+    ) -> None:
         self.settings, self.runtime, self.policy, self.dry_run = settings, runtime, policy, dry_run
+        self.scheduled = scheduled
+        """Run by the service itself (every minute): costly measurements only now and then."""
         self.report = Report()
         self.stopping: set[str] = set()
         """Builds whose preview this run stops (or, dry, would stop)."""
@@ -104,6 +109,7 @@ class Collector:
         self.files()
         self.dependency_cache()
         self.step_images()
+        self.package_store()
         self.report.seconds = time.monotonic() - started
         return self.report
 
@@ -275,16 +281,37 @@ class Collector:
                 )
 
 
+    def package_store(self) -> None:
+        """Empty the store of downloaded packages when it outgrew its budget (it is a cache:
+        the next fill downloads again). The service's own runs measure it every
+        NPM_STORE_CHECK_SECONDS at most; an operator's run always does."""
+        redis = get_redis()
+        if self.scheduled and redis.exists(defaults.NPM_STORE_CHECKED_KEY):
+            return
+        if not self.dry_run:
+            redis.set(defaults.NPM_STORE_CHECKED_KEY, "1", ex=defaults.NPM_STORE_CHECK_SECONDS)
+        name = store_name(self.settings.instance_id)
+        size = self.runtime.volume_size(name)
+        budget = self.settings.npm_store_mb * 2**20
+        if size is None or size <= budget:
+            return
+        why = f"{size // 2**20} MB, beyond the {self.settings.npm_store_mb} MB budget"
+        if self.dry_run or self.runtime.remove_volume(name):
+            self.add("empty package store", name, why, disk_bytes=size)
+
+
 def collect(
     settings: Settings,
     dry_run: bool = False,
     runtime: Runtime | None = None,
     idle_ttl: float | None = None,
     max_age: float | None = None,
+    scheduled: bool = False,
 ) -> Report:
-    """One gc run; ``idle_ttl`` and ``max_age`` override the settings for this run."""
+    """One gc run; ``idle_ttl`` and ``max_age`` override the settings for this run.
+    ``scheduled``: the service's own run (measures the package store every ten minutes only)."""
     policy = Policy(
         idle_ttl=settings.idle_ttl if idle_ttl is None else idle_ttl,
         max_age=settings.max_age if max_age is None else max_age,
     )
-    return Collector(settings, runtime or Runtime(settings), policy, dry_run).run()
+    return Collector(settings, runtime or Runtime(settings), policy, dry_run, scheduled).run()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import psutil
 
 from orchestrator.config import Settings
+from orchestrator.defaults import LABEL_NAMESPACE
 
 MB = 1024 * 1024
 
@@ -26,6 +27,22 @@ class Snapshot:
     building: int
     """Containers of builds in progress (at least one a build), each counted at its memory
     limit: a build's container and its type check's, while both run."""
+
+
+def split_containers(containers: list[dict], active: set[str]) -> tuple[list[str], int]:
+    """Of our running containers (as Docker lists them): the ids of the previews, and how many
+    containers builds in progress hold, at least one a build (its own, beside its type check's)."""
+    previews: list[str] = []
+    running: dict[str, int] = {}
+    for container in containers:
+        if container.get("State") != "running":
+            continue
+        build_id = (container.get("Labels") or {}).get(f"{LABEL_NAMESPACE}.build-id") or ""
+        if build_id in active:
+            running[build_id] = running.get(build_id, 0) + 1
+        else:
+            previews.append(container["Id"])
+    return previews, sum(max(1, running.get(build_id, 0)) for build_id in active)
 
 
 def memory_limit_mb(settings: Settings) -> float:

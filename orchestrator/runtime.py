@@ -294,19 +294,42 @@ class Runtime:
             return extracted.read() if extracted else None
 
     def ensure_volume(self, name: str) -> str:
-        """A named volume of ours (created once; the store of downloaded packages)."""
+        """A named volume of this installation's (created once: the store of downloaded packages)."""
         try:
             self.client.volumes.get(name)
         except NotFound:
+            ns = defaults.LABEL_NAMESPACE
             self._call(
                 "create a volume",
                 self.client.volumes.create,
                 name,
-                labels={f"{defaults.LABEL_NAMESPACE}.managed": "true"},
+                labels={f"{ns}.managed": "true", f"{ns}.instance": self.settings.instance_id},
             )
         except (APIError, DockerException, RequestException) as exc:
             raise RuntimeUnavailable(f"Docker failed to inspect volume {name}: {exc}") from exc
         return name
+
+    def volume_size(self, name: str) -> int | None:
+        """Bytes a volume holds (Docker measures every volume: about a second), None if absent."""
+        usage = self._call("measure the volumes", self.client.api.df)
+        for volume in usage.get("Volumes") or []:
+            if volume.get("Name") == name:
+                return int((volume.get("UsageData") or {}).get("Size") or 0)
+        return None
+
+    def remove_volume(self, name: str) -> bool:
+        """Remove a volume; False while a container uses it."""
+        try:
+            self.client.api.remove_volume(name)
+        except NotFound:
+            return True
+        except APIError as exc:
+            if exc.status_code == 409:
+                return False
+            raise RuntimeUnavailable(f"Docker failed to remove volume {name}: {exc}") from exc
+        except (DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to remove volume {name}: {exc}") from exc
+        return True
 
     def state(self, container_id: str) -> ContainerState | None:
         """The container's state, None when it no longer exists."""

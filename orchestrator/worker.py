@@ -29,7 +29,7 @@ def scheduled_gc(settings: Settings, runtime: Runtime, redis: Redis) -> None:
         return
     if not redis.set(defaults.GC_SCHEDULE_KEY, "1", nx=True, ex=settings.gc_interval):
         return
-    report = collect(settings, runtime=runtime)
+    report = collect(settings, runtime=runtime, scheduled=True)
     for action in report.actions:
         log.info("gc: %s %s (%s)", action.action, action.target, action.reason)
 

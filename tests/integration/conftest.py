@@ -219,6 +219,8 @@ class Stack:
             runtime.remove(container["Id"])
         for image in runtime.client.api.images(filters={"label": mine}):  # its dependency cache
             runtime.client.api.remove_image(image["Id"], force=True)
+        for volume in runtime.client.volumes.list(filters={"label": mine}):  # its package store
+            volume.remove(force=True)
 
 
 def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str) -> dict[str, str]:

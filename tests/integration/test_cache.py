@@ -188,13 +188,17 @@ def test_pnpm_and_yarn_install_with_their_own_tool(
 def test_gc_evicts_the_least_recently_used_entries_not_in_use(stack: Stack, runtime, tmp_path: Path) -> None:
     """Last in this module: a budget of 0 MB evicts every entry no live preview runs from."""
     assert cache_images(runtime, stack), "the tests above filled the cache"
-    no_budget = {**stack.env, "ORCHESTRATOR_DEPS_CACHE_MB": "0"}
+    no_budget = {**stack.env, "ORCHESTRATOR_DEPS_CACHE_MB": "0", "ORCHESTRATOR_NPM_STORE_MB": "0"}
     planned = json.loads(run_cli("gc", "--json", "--dry-run", env=no_budget).stdout)["actions"]
     assert any(a["action"] == "evict dependencies" and a["disk_bytes"] > 0 for a in planned)
+    assert any(a["action"] == "empty package store" and a["disk_bytes"] > 0 for a in planned), planned
 
     done = json.loads(run_cli("gc", "--json", "--idle-ttl", "0", env=no_budget).stdout)["actions"]
     assert any(a["action"] == "evict dependencies" for a in done)
+    assert any(a["action"] == "empty package store" for a in done), done
     assert cache_images(runtime, stack) == []  # the previews went first, then nothing held them
+    store = f"website-orchestrator-npm-store-{stack.env['ORCHESTRATOR_INSTANCE_ID']}"
+    assert store not in [v.name for v in runtime.client.volumes.list()]
 
     client = stack.client("user", "after-eviction")
     refilled = live(build(client, vite_project(tmp_path / "after", "after")))

@@ -30,3 +30,22 @@ def test_previews_count_by_what_they_use_not_by_their_cap():
 def test_memory_limit_parsing():
     assert memory_limit_mb(Settings(memory_limit="512m")) == 512
     assert memory_limit_mb(Settings(memory_limit="1g")) == 1024
+
+
+def container(id_: str, build: str, state: str = "running") -> dict:
+    return {"Id": id_, "State": state, "Labels": {"org.website-orchestrator.build-id": build}}
+
+
+def test_a_build_beside_its_type_check_counts_twice() -> None:
+    from orchestrator.resources import split_containers
+
+    listed = [
+        container("b1", "one"),
+        container("c1", "one"),  # its type check
+        container("b2", "two"),
+        container("p1", "live"),
+        container("p2", "stopped", state="exited"),
+    ]
+    previews, building = split_containers(listed, {"one", "two", "three"})  # three: no container yet
+    assert previews == ["p1"]
+    assert building == 2 + 1 + 1
