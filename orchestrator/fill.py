@@ -85,10 +85,11 @@ def fill(
         if dropped:
             names = ", ".join(sorted(set(dropped)))
             ctx.log(f"Dependencies: .npmrc settings not used to fetch packages: {names}")
-    if start is None and install.lockfile:
-        command = "npm ci --ignore-scripts"
-    else:
-        command = "npm install --ignore-scripts" + (" --prefer-offline" if start else "")
+    # --prefer-online: the store's package metadata is revalidated (a 304 each), so a fill never
+    # resolves against metadata another fill cached before the registry moved on; tarballs,
+    # addressed by their integrity, still come from the store.
+    verb = "npm ci" if start is None and install.lockfile else "npm install"
+    command = f"{verb} --ignore-scripts --prefer-online"
     fetch = ctx.create(
         ctx.spec(
             kind=KIND_FETCH,

@@ -493,7 +493,9 @@ class Runtime:
             stats = self.client.api.stats(container_id, stream=False, one_shot=True)
         except NotFound:
             return None
-        except (APIError, DockerException, RequestException) as exc:
+        except (APIError, DockerException, RequestException, ValueError) as exc:
+            if self.state(container_id) is None:
+                return None  # removed while we asked (another gc, a DELETE): no traffic to read
             raise RuntimeUnavailable(f"Docker failed to read a container's network counters: {exc}") from exc
         networks = stats.get("networks") or {}
         return sum(int(n.get("rx_packets", 0)) for n in networks.values()) if networks else None
