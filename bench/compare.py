@@ -57,13 +57,16 @@ NOTES = """
 
 - **naive** is the seed's design, in one container at the preview's limits for the whole build
   (npm install, `tsc -b`, then Vite). Its spread is the registry and npm's own variance.
-- **cold** has every cache empty (gc evicts them all before each run): the dependencies are
-  installed by a cache filler with every idle core, the type check and Vite start side by side,
+- **cold** has every cache empty (gc evicts them all before each run, the package store
+  included): the dependencies are fetched (`npm ci`/`npm install --ignore-scripts`) with every
+  idle core, the type check and Vite start side by side,
   then the preview drops to 25% of a CPU. What is left is npm's own work plus the commit of the
   cache entry (about 1 s).
 - **warm** changes one source file: node_modules comes from the cache (no npm at all), the type
-  check and Vite start together with idle cores. Most of what is left is `tsc -b` and Vite's
-  first answer.
+  check (in its own container) and Vite start together with idle cores. Most of what is left is
+  `tsc -b`, Vite's first answer and the warm-up of its entry module and pre-bundled
+  dependencies (0.3-0.7 s), which makes a visitor's first load quick once the preview is down
+  to 25% of a CPU.
 - **identical** takes over the live preview of the same files (no container started).
 - **near-miss** adds one dependency the cache has never seen (a different one each run): the
   fetcher starts from the cached react-ts node_modules, npm installs only the new package
@@ -84,6 +87,11 @@ NOTES = """
   without parsing them in Python.
 - **density** is the working set of an idle react-ts preview (cgroup memory less inactive
   file cache); the default build memory budget (75% of the host's memory) follows from it.
+  Since the type check has a container of its own, the preview's 512 MB hold Vite alone, and
+  Node keeps more of its heap: about 330 MB measured here, against 164 MB when `tsc` shared
+  the container (and its memory pressure) with Vite.
+- The machine is shared and its speed varies between runs: the same naive build took 29 s in
+  an earlier session and 47-48 s today. Compare the ratios of one run, not runs of different days.
 """
 NAIVE_PORT = 43990
 
@@ -219,7 +227,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, in order
     results["naive"] = summary([naive_run(variant(payload, f"naive {i}")) for i in range(runs)])
 
     with BenchStack(workers=4, max_cpu_percent="100") as stack, stack.client(timeout=120) as client:
-        no_cache = {**stack.env, "ORCHESTRATOR_DEPS_CACHE_MB": "0"}
+        no_cache = {**stack.env, "ORCHESTRATOR_DEPS_CACHE_MB": "0", "ORCHESTRATOR_NPM_STORE_MB": "0"}
 
         def empty_caches() -> None:
             import subprocess
