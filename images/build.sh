@@ -27,7 +27,8 @@ if [ -z "${BASE_IMAGE:-}" ]; then
     # The same Debian mirror apt already uses on this host.
     mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
              | grep -oE 'https?://[^ ]+' | head -n1 || true)
-    mirror=${DEBIAN_MIRROR:-${mirror:-http://deb.debian.org/debian}}
+    mirror=${DEBIAN_MIRROR:-$mirror}
+    [ -n "$mirror" ] || { echo "images: no Debian mirror in apt's sources: set DEBIAN_MIRROR" >&2; exit 1; }
     echo "images: debootstrap $suite from $mirror"
     debootstrap --variant=minbase --include=ca-certificates "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
       || { tail -n 30 "$work/debootstrap.log"; exit 1; }

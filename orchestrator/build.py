@@ -358,7 +358,6 @@ class Build:
                     run_alone=self.run_alone,
                     discard=self.discard,
                     spec=self.spec,
-                    own_image=self.images.append,
                     registry=hashlib.sha256(s.npm_registry.encode()).hexdigest()[:16],
                     store_volume=self.runtime.ensure_volume(store_name(s.instance_id)),
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,8 +25,23 @@ def _default_memory_budget_mb() -> int:
     return int(psutil.virtual_memory().total * 0.75 / 2**20)
 
 
+@lru_cache
 def _default_registry() -> str:
-    return os.environ.get("npm_config_registry") or "https://registry.npmjs.org/"  # noqa: SIM112 (npm's own name)
+    """The registry this host's npm is configured with (its environment, else ``npm config``)."""
+    configured = os.environ.get("npm_config_registry")  # noqa: SIM112 (npm's own name)
+    if configured:
+        return configured
+    try:
+        found = subprocess.run(
+            ["npm", "config", "get", "registry"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ValueError(
+            f"cannot ask npm for its registry ({exc}): install npm or set ORCHESTRATOR_NPM_REGISTRY"
+        ) from exc
+    if not found:
+        raise ValueError("npm names no registry: set ORCHESTRATOR_NPM_REGISTRY")
+    return found
 
 
 class Settings(BaseSettings):

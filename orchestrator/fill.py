@@ -51,8 +51,6 @@ class FillContext:
     discard: Callable[[str], None]
     spec: Callable[..., ContainerSpec]
     """A ContainerSpec of the build's, with these overrides."""
-    own_image: Callable[[str], None]
-    """Hand a short-lived image to the build (removed with it, or by gc)."""
     registry: str
     """Names the registry (a hash of its URL): an entry from another registry is no start."""
     store_volume: str
@@ -112,13 +110,17 @@ def fill(
         + (", ".join(scripts) if scripts else "every package (the installed tree could not be read)")
     )
     labels = step_image_labels(ctx.cache.settings.instance_id, build_id)
-    fetched = ctx.runtime.commit(fetch, None, None, labels)
-    ctx.own_image(fetched)  # the entry's parent once saved; removed with the build if it fails
+    fetched = ctx.runtime.commit(fetch, None, None, labels)  # the entry's parent once it is saved
     ctx.discard(fetch)
     rebuild = "npm rebuild --foreground-scripts" + "".join(f" '{name}'" for name in scripts or [])
     filler = ctx.create(ctx.spec(kind=KIND_FILLER, image=fetched, command=["sh", "-c", rebuild]), {})
-    ctx.run_alone("install", filler)
-    image = ctx.cache.save(filler, key, build_id, described)
+    try:
+        ctx.run_alone("install", filler)
+        image = ctx.cache.save(filler, key, build_id, described)
+    except BaseException:
+        ctx.discard(filler)
+        ctx.runtime.remove_image(fetched)  # (a lost worker's is gc's: a step image of no live build)
+        raise
     ctx.discard(filler)
     return image
 

@@ -36,7 +36,7 @@ from orchestrator.models import BuildJob, Website
 from orchestrator.ports import port_pool
 from orchestrator.previews import live_since, observe_activity, stop_preview
 from orchestrator.redis_conn import get_redis
-from orchestrator.runtime import KIND_STEP_IMAGE, Runtime
+from orchestrator.runtime import KIND_DEPS, KIND_STEP_IMAGE, Runtime
 from orchestrator.states import ACTIVE, Status
 
 LIVE = (Status.BUILDING.value, Status.RUNNING.value)
@@ -267,11 +267,12 @@ class Collector:
     def step_images(self) -> None:
         """Images a build's type check started from, left by a build that is not in progress."""
         ns = defaults.LABEL_NAMESPACE
-        mine = (f"{ns}.kind={KIND_STEP_IMAGE}", f"{ns}.instance={self.settings.instance_id}")
-        for image in self.runtime.images(*mine):
+        instance = f"{ns}.instance={self.settings.instance_id}"
+        parents = {image.get("ParentId") for image in self.runtime.images(f"{ns}.kind={KIND_DEPS}", instance)}
+        for image in self.runtime.images(f"{ns}.kind={KIND_STEP_IMAGE}", instance):
             build_id = (image.get("Labels") or {}).get(_BUILD_LABEL, "")
-            if _status(build_id) == Status.BUILDING:
-                continue
+            if _status(build_id) == Status.BUILDING or image["Id"] in parents:
+                continue  # in use, or the fetched tree a cache entry was built on (goes with it)
             if self.dry_run or self.runtime.remove_image(image["Id"]):
                 self.add(
                     "remove image",

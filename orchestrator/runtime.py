@@ -319,17 +319,7 @@ class Runtime:
 
     def remove_volume(self, name: str) -> bool:
         """Remove a volume; False while a container uses it."""
-        try:
-            self.client.api.remove_volume(name)
-        except NotFound:
-            return True
-        except APIError as exc:
-            if exc.status_code == 409:
-                return False
-            raise RuntimeUnavailable(f"Docker failed to remove volume {name}: {exc}") from exc
-        except (DockerException, RequestException) as exc:
-            raise RuntimeUnavailable(f"Docker failed to remove volume {name}: {exc}") from exc
-        return True
+        return self._remove_unless_in_use(f"volume {name}", self.client.api.remove_volume, name)
 
     def state(self, container_id: str) -> ContainerState | None:
         """The container's state, None when it no longer exists."""
@@ -407,16 +397,23 @@ class Runtime:
 
     def remove_image(self, reference: str) -> bool:
         """Remove an image; False when a container still uses it (it is never forced)."""
+        return self._remove_unless_in_use(
+            f"image {reference}", self.client.api.remove_image, reference, noprune=False
+        )
+
+    def _remove_unless_in_use(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> bool:
+        """Remove something of Docker's: True when it is gone (or was), False when Docker
+        refuses because it is in use (409); any other failure is RuntimeUnavailable."""
         try:
-            self.client.api.remove_image(reference, noprune=False)
+            fn(*args, **kwargs)
         except (NotFound, ImageNotFound):
             return True
         except APIError as exc:
             if exc.status_code == 409:
                 return False
-            raise RuntimeUnavailable(f"Docker failed to remove image {reference}: {exc}") from exc
+            raise RuntimeUnavailable(f"Docker failed to remove {what}: {exc}") from exc
         except (DockerException, RequestException) as exc:
-            raise RuntimeUnavailable(f"Docker failed to remove image {reference}: {exc}") from exc
+            raise RuntimeUnavailable(f"Docker failed to remove {what}: {exc}") from exc
         return True
 
     def remove(self, container_id: str) -> None:

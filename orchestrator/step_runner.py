@@ -51,14 +51,16 @@ class StepRunner:
 
     def exec(self, step: str, container_id: str, command: str) -> None:
         exec_id, lines = self.runtime.exec_start(container_id, ["sh", "-c", command])
-        self._watch(step, lambda: lines, lambda: self._exec_exit(exec_id, container_id))
+        self._watch(step, lambda: lines, lambda: self._exec_exit(step, exec_id, container_id))
 
     def service(self, step: str, container_id: str, command: str) -> None:
         exec_id, _ = self.runtime.exec_start(
             container_id, [SERVE_WRAPPER, "sh", "-c", f"exec {command}"], detach=True
         )
         self._watch(
-            step, lambda: self.runtime.log_lines(container_id), lambda: self._exec_exit(exec_id, container_id)
+            step,
+            lambda: self.runtime.log_lines(container_id),
+            lambda: self._exec_exit(step, exec_id, container_id),
         )
 
     def container(self, step: str, container_id: str) -> None:
@@ -70,7 +72,7 @@ class StepRunner:
 
         self._watch(step, lambda: self.runtime.log_lines(container_id), exit_state)
 
-    def _exec_exit(self, exec_id: str, container_id: str) -> Exited:
+    def _exec_exit(self, step: str, exec_id: str, container_id: str) -> Exited:
         code = None
         for _ in range(50):  # the exec's record says Running for a moment after its output ends
             code = self.runtime.exec_exit_code(exec_id)
@@ -78,15 +80,14 @@ class StepRunner:
                 break
             time.sleep(0.1)
         state = self.runtime.state(container_id)
-        return Exited("", code, bool(state and state.oom_killed))
+        return Exited(step, code, bool(state and state.oom_killed))
 
     def _watch(self, step: str, lines: Callable[[], Iterator[str]], ended: Callable[[], Exited]) -> None:
         def pump() -> None:
             try:
                 for line in lines():
                     self.events.put(Line(step, line))
-                exited = ended()
-                self.events.put(Exited(step, exited.exit_code, exited.oom_killed))
+                self.events.put(ended())
             except OrchestratorError as exc:
                 self.events.put(Fault(step, exc))
 

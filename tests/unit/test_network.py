@@ -17,7 +17,7 @@ def test_proxy_is_passed_on_and_resolved(monkeypatch):
     monkeypatch.setattr(network, "resolve_ipv4", {"proxy.corp": "10.0.0.9"}.get)
     access = network.registry_access(
         Settings(
-            npm_registry="https://registry.npmjs.org/",
+            npm_registry="https://registry.example.com/",
             https_proxy="http://proxy.corp:3128",
             no_proxy="localhost",
             ca_bundle=None,
