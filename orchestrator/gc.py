@@ -30,6 +30,7 @@ from orchestrator.cache import DependencyCache
 from orchestrator.config import Settings
 from orchestrator.db import session_scope
 from orchestrator.dispatcher import lost_builds, recover_lost
+from orchestrator.exceptions import RuntimeUnavailable
 from orchestrator.fill import store_name
 from orchestrator.lifecycle import Policy, StopReason, explain, reap_reason
 from orchestrator.models import BuildJob, Website
@@ -292,7 +293,12 @@ class Collector:
         if not self.dry_run:
             redis.set(defaults.NPM_STORE_CHECKED_KEY, "1", ex=defaults.NPM_STORE_CHECK_SECONDS)
         name = store_name(self.settings.instance_id)
-        size = self.runtime.volume_size(name)
+        try:
+            size = self.runtime.volume_size(name)
+        except RuntimeUnavailable:  # Docker sizes one request at a time: another gc is measuring
+            if not self.dry_run:
+                redis.delete(defaults.NPM_STORE_CHECKED_KEY)  # the next run measures instead
+            return
         budget = self.settings.npm_store_mb * 2**20
         if size is None or size <= budget:
             return
