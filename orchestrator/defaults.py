@@ -171,12 +171,6 @@ downloaded packages. Only the dependency fetcher, which runs no code of a projec
 NPM_STORE_MB = 5 * 1024
 """Disk the package store may use before gc empties it (it refills from the registry)."""
 
-NPM_STORE_CHECKED_KEY = REDIS_PREFIX + "npm-store-checked"
-"""Set (expiring after NPM_STORE_CHECK_SECONDS) when gc measured the package store: measuring
-asks Docker to size every volume, so scheduled runs do it now and then, not every minute."""
-
-NPM_STORE_CHECK_SECONDS = 600
-
 NEAR_MISS_MAX_LAYERS = 40
 """A near miss starts from a cached node_modules only while that image has fewer layers than
 this (each near miss adds one; overlayfs allows 128)."""

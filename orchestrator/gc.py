@@ -285,19 +285,13 @@ class Collector:
 
     def package_store(self) -> None:
         """Empty the store of downloaded packages when it outgrew its budget (it is a cache:
-        the next fill downloads again). The service's own runs measure it every
-        NPM_STORE_CHECK_SECONDS at most; an operator's run always does."""
-        redis = get_redis()
-        if self.scheduled and redis.exists(defaults.NPM_STORE_CHECKED_KEY):
-            return
-        if not self.dry_run:
-            redis.set(defaults.NPM_STORE_CHECKED_KEY, "1", ex=defaults.NPM_STORE_CHECK_SECONDS)
+        the next fill downloads again). Only an operator's run measures it."""
+        if self.scheduled:
+            return  # sizing asks Docker to measure every volume (seconds on a busy engine)
         name = store_name(self.settings.instance_id)
         try:
             size = self.runtime.volume_size(name)
         except RuntimeUnavailable:  # Docker sizes one request at a time: another gc is measuring
-            if not self.dry_run:
-                redis.delete(defaults.NPM_STORE_CHECKED_KEY)  # the next run measures instead
             return
         budget = self.settings.npm_store_mb * 2**20
         if size is None or size <= budget:
