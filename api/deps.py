@@ -7,10 +7,10 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from orchestrator.auth import authenticate
+from orchestrator.adapters.database import get_engine
 from orchestrator.config import Settings, get_settings
-from orchestrator.db import get_engine
-from orchestrator.models import ApiToken
+from orchestrator.service.auth import authenticate
+from orchestrator.state.models import ApiToken
 
 
 def get_session() -> Iterator[Session]:

@@ -3,7 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.exceptions import (
+from orchestrator.core.exceptions import (
     InvalidTransition,
     InvalidUpload,
     NotFound,

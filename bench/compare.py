@@ -44,11 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.build_times import template_zip  # noqa: E402
 from bench.stack import BenchStack  # noqa: E402
-from orchestrator import defaults  # noqa: E402
+from orchestrator.adapters.network import registry_access  # noqa: E402
+from orchestrator.adapters.runtime import Runtime, cpu_quota  # noqa: E402
+from orchestrator.adapters.workspace import pack_for_container  # noqa: E402
 from orchestrator.config import Settings  # noqa: E402
-from orchestrator.network import registry_access  # noqa: E402
-from orchestrator.runtime import Runtime, cpu_quota  # noqa: E402
-from orchestrator.workspace import pack_for_container  # noqa: E402
+from orchestrator.core import defaults  # noqa: E402
 
 TEMPLATE = "react-ts"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator import defaults
+from orchestrator.core import defaults
 
 
 def _default_ca_bundle() -> Path | None:

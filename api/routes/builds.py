@@ -9,12 +9,12 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import PrincipalDep, SessionDep
 from api.routes.websites import status_of
 from api.schemas import BuildPublic, BuildStatus, BuildSummary
-from orchestrator import events
-from orchestrator.db import session_scope
-from orchestrator.models import BuildJob
-from orchestrator.recorder import status_event
-from orchestrator.redis_conn import get_async_redis
-from orchestrator.websites import cancel_build, get_build, list_builds
+from orchestrator.adapters.database import session_scope
+from orchestrator.adapters.redis_client import get_async_redis
+from orchestrator.coordination import events
+from orchestrator.service.websites import cancel_build, get_build, list_builds
+from orchestrator.state.models import BuildJob
+from orchestrator.state.recorder import status_event
 
 router = APIRouter(prefix="/api/builds", tags=["builds"])
 

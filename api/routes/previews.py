@@ -2,8 +2,8 @@ from fastapi import APIRouter
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.schemas import PreviewPublic
-from orchestrator.previews import live_previews
-from orchestrator.runtime import Runtime
+from orchestrator.adapters.runtime import Runtime
+from orchestrator.state.previews import live_previews
 
 router = APIRouter(prefix="/api/previews", tags=["previews"])
 

@@ -5,12 +5,11 @@ from sqlmodel import Session
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.schemas import BuildStatus, UploadAccepted, WebsiteDeleted, WebsitePublic
-from orchestrator import defaults
-from orchestrator.jobs import admission
-from orchestrator.models import BuildJob, Website
-from orchestrator.runtime import Runtime
-from orchestrator.states import Status
-from orchestrator.websites import (
+from orchestrator.adapters.runtime import Runtime
+from orchestrator.core import defaults
+from orchestrator.core.status import Status
+from orchestrator.scheduling.queue import admission
+from orchestrator.service.websites import (
     create_website,
     delete_website,
     estimate,
@@ -21,6 +20,7 @@ from orchestrator.websites import (
     live_build,
     rebuild_website,
 )
+from orchestrator.state.models import BuildJob, Website
 
 router = APIRouter(prefix="/api/websites", tags=["websites"])
 

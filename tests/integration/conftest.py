@@ -59,9 +59,9 @@ def require(ok: bool, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    from orchestrator.adapters.database import get_engine
+    from orchestrator.adapters.redis_client import get_redis
     from orchestrator.config import get_settings
-    from orchestrator.db import get_engine
-    from orchestrator.redis_conn import get_redis
 
     values = {
         "ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("data")),
@@ -97,9 +97,9 @@ def services(test_env: dict[str, str]) -> None:
     from redis import Redis
     from redis.exceptions import RedisError
 
+    from orchestrator.adapters.runtime import Runtime
     from orchestrator.config import get_settings
-    from orchestrator.exceptions import RuntimeUnavailable
-    from orchestrator.runtime import Runtime
+    from orchestrator.core.exceptions import RuntimeUnavailable
 
     try:
         Redis.from_url(test_env["REDIS_URL"], socket_connect_timeout=2).ping()
@@ -118,8 +118,8 @@ def services(test_env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="session")
 def runtime(services: None):
+    from orchestrator.adapters.runtime import Runtime
     from orchestrator.config import get_settings
-    from orchestrator.runtime import Runtime
 
     return Runtime(get_settings())
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator import defaults
+from orchestrator.core import defaults
 from tests.integration.conftest import Stack, run_cli, stack_env, vite_project, zip_dir
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from orchestrator import defaults
+from orchestrator.adapters.runtime import labels
 from orchestrator.config import get_settings
-from orchestrator.runtime import labels
+from orchestrator.core import defaults
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def gc(*args: str) -> list[dict]:
 
 
 def test_orphan_containers_and_stray_ports_are_collected(runtime, api_url) -> None:
-    from orchestrator.ports import port_pool
+    from orchestrator.core.ports import port_pool
 
     settings = get_settings()
     orphan = runtime.client.containers.create(

@@ -10,7 +10,7 @@ import threading
 import httpx
 import pytest
 
-from orchestrator import defaults
+from orchestrator.core import defaults
 from tests.integration.conftest import upload
 
 pytestmark = pytest.mark.integration

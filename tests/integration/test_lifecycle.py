@@ -16,10 +16,10 @@ import httpx
 import pytest
 from redis import Redis
 
-from orchestrator import defaults
+from orchestrator.adapters.runtime import labels
 from orchestrator.config import Settings
-from orchestrator.ports import RedisPortStore
-from orchestrator.runtime import labels
+from orchestrator.core import defaults
+from orchestrator.core.ports import RedisPortStore
 from tests.integration.conftest import ROOT, Stack, api_client, run_cli, stack_env
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ def _allocate(args: tuple[str, int, int]) -> list[int]:
     url, worker, count = args
     from redis import Redis
 
-    from orchestrator.ports import PortPool, RedisPortStore
+    from orchestrator.core.ports import PortPool, RedisPortStore
 
     pool = PortPool(RedisPortStore(Redis.from_url(url), prefix="wob-test:port:"), range(43000, 43100))
     return [pool.allocate(f"w{worker}-{i}") for i in range(count)]

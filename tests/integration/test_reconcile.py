@@ -15,10 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_queued_build_missing_from_redis_is_requeued_and_built(admin) -> None:
-    from orchestrator.db import session_scope
-    from orchestrator.jobs import admission, reconcile
-    from orchestrator.models import ApiToken, BuildJob, Website
-    from orchestrator.redis_conn import get_redis
+    from orchestrator.adapters.database import session_scope
+    from orchestrator.adapters.redis_client import get_redis
+    from orchestrator.scheduling.queue import admission, reconcile
+    from orchestrator.state.models import ApiToken, BuildJob, Website
 
     with session_scope() as session:
         owner = session.exec(select(ApiToken)).first()

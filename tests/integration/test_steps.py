@@ -148,7 +148,7 @@ def test_the_project_cannot_reach_the_package_store(
 ) -> None:
     """The store that fills download into is not in any container that runs the project's code:
     a postinstall writing where the fetcher mounts it writes only in its own container."""
-    from orchestrator.fill import store_name
+    from orchestrator.pipeline.fill import store_name
 
     write = "node -e \"require('fs').writeFileSync('/var/cache/npm-store/TAMPERED-4711','x')\""
     site = vite_project(

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.plan import detect_typecheck
+from orchestrator.core.plan import detect_typecheck
 from tests.integration.conftest import ARTIFACTS, Watched, upload, zip_dir
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import ProjectType, detect_project_type, detect_typecheck
+from orchestrator.core.plan import ProjectType, detect_project_type, detect_typecheck
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from orchestrator.exceptions import InvalidUpload, UploadTooLarge
-from orchestrator.uploads import Limits, extract_upload, store_upload
+from orchestrator.adapters.uploads import Limits, extract_upload, store_upload
+from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
 
 PKG = b'{"name": "shop", "devDependencies": {"vite": "^8"}}'
 PROJECT = {"package.json": PKG, "index.html": b"<h1>shop</h1>", "src/main.ts": b"console.log(1)"}

@@ -1,8 +1,8 @@
-"""What decides node_modules, and how it is installed (orchestrator.deps: pure)."""
+"""What decides node_modules, and how it is installed (orchestrator.core.installs: pure)."""
 
 import json
 
-from orchestrator.deps import (
+from orchestrator.core.installs import (
     Candidate,
     PackageManager,
     cache_key,
@@ -93,7 +93,7 @@ def test_the_projects_own_install_scripts_run_in_npm_order() -> None:
 
 
 def test_eviction_takes_the_least_recently_used_until_the_rest_fits() -> None:
-    from orchestrator.cache import Entry, least_recently_used
+    from orchestrator.pipeline.cache import Entry, least_recently_used
 
     def entry(key: str, size: int, used: float) -> Entry:
         return Entry(key, f"deps:{key}", size, used, "build", {})

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.estimate import remaining_seconds, step_durations, typical_durations
+from orchestrator.core.estimate import remaining_seconds, step_durations, typical_durations
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

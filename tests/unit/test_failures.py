@@ -1,4 +1,4 @@
-from orchestrator.failures import (
+from orchestrator.core.failures import (
     build_timeout_message,
     failure_cause,
     failure_message,

@@ -1,6 +1,6 @@
-"""When a live preview stops, and why (orchestrator.lifecycle: pure rules)."""
+"""When a live preview stops, and why (orchestrator.core.expiry: pure rules)."""
 
-from orchestrator.lifecycle import Activity, Policy, StopReason, duration, explain, observe, reap_reason
+from orchestrator.core.expiry import Activity, Policy, StopReason, duration, explain, observe, reap_reason
 
 POLICY = Policy(idle_ttl=1800, max_age=86400)
 

@@ -1,5 +1,6 @@
-from orchestrator import defaults, network
+from orchestrator.adapters import network
 from orchestrator.config import Settings
+from orchestrator.core import defaults
 
 
 def test_registry_host_is_resolved_on_the_host(monkeypatch, tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
-from orchestrator.exceptions import InvalidUpload
-from orchestrator.plan import (
+from orchestrator.core.exceptions import InvalidUpload
+from orchestrator.core.plan import (
     ProjectType,
     detect_project_type,
     detect_typecheck,

@@ -1,7 +1,7 @@
 import pytest
 
-from orchestrator.exceptions import NoFreePort
-from orchestrator.ports import MemoryPortStore, PortPool
+from orchestrator.core.exceptions import NoFreePort
+from orchestrator.core.ports import MemoryPortStore, PortPool
 
 
 def test_lowest_free_port_is_given_and_never_twice():

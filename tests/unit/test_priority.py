@@ -1,6 +1,6 @@
 import itertools
 
-from orchestrator.priority import base_priority, overtake_window, score
+from orchestrator.core.priority import base_priority, overtake_window, score
 
 
 def test_roles_get_their_default_and_are_clamped():

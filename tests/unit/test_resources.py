@@ -1,5 +1,5 @@
 from orchestrator.config import Settings
-from orchestrator.resources import Snapshot, memory_limit_mb, shortage
+from orchestrator.core.resources import Snapshot, memory_limit_mb, shortage
 
 SETTINGS = Settings(build_memory_budget_mb=4096, max_memory_percent=90, max_cpu_percent=80)
 
@@ -37,7 +37,7 @@ def container(id_: str, build: str, state: str = "running") -> dict:
 
 
 def test_a_build_beside_its_type_check_counts_twice() -> None:
-    from orchestrator.resources import split_containers
+    from orchestrator.core.resources import split_containers
 
     listed = [
         container("b1", "one"),

@@ -1,7 +1,7 @@
 import pytest
 
-from orchestrator.exceptions import InvalidTransition
-from orchestrator.states import ACTIVE, TERMINAL, TRANSITIONS, Status, can_transition, check_transition
+from orchestrator.core.exceptions import InvalidTransition
+from orchestrator.core.status import ACTIVE, TERMINAL, TRANSITIONS, Status, can_transition, check_transition
 
 
 def test_happy_path_is_allowed():

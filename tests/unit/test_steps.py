@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.steps import Exited, Steps, Why
+from orchestrator.core.steps import Exited, Steps, Why
 
 TIMEOUTS = {"install": 600, "lifecycle": 600, "typecheck": 300, "serve": 120}
 

@@ -4,9 +4,9 @@ import zipfile
 
 import pytest
 
-from orchestrator.exceptions import InvalidUpload, UploadTooLarge
-from orchestrator.plan import ProjectType
-from orchestrator.uploads import Limits, clean_path, extract_upload, store_upload
+from orchestrator.adapters.uploads import Limits, clean_path, extract_upload, store_upload
+from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
+from orchestrator.core.plan import ProjectType
 
 VITE_PKG = b'{"name": "shop", "devDependencies": {"vite": "^8"}}'
 

@@ -1,6 +1,6 @@
-"""Which requests warm a new preview up (orchestrator.warmup: pure)."""
+"""Which requests warm a new preview up (orchestrator.core.warmup: pure)."""
 
-from orchestrator.warmup import entry_modules, optimized_imports, warm_up
+from orchestrator.core.warmup import entry_modules, optimized_imports, warm_up
 
 VITE_PAGE = """<!doctype html>
 <html><head>

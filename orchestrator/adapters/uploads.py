@@ -1,0 +1,328 @@
+"""Uploaded files: checked, stored as one zip per build, and unpacked into a workspace.
+
+Every path in an upload goes through :func:`clean_path`, which refuses anything that could
+land outside the workspace (absolute paths, ``..``, drive letters) and drops folders that a
+build makes itself (node_modules, .git).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from orchestrator.core import defaults
+from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
+from orchestrator.core.plan import ProjectType, detect_project_type, parse_package_json
+
+TAR_ARCHIVES = (".tar.gz", ".tgz", ".tar")
+"""Archives taken besides .zip; each is checked like a zip and stored as one."""
+
+UNSUPPORTED_ARCHIVES = (".gz", ".bz2", ".xz", ".rar", ".7z")
+
+SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "Icon\r"})
+"""Files an operating system leaves in folders it zips; dropped from uploads."""
+
+SYSTEM_FOLDERS = frozenset({"__MACOSX"})
+"""macOS Finder's folder of resource forks (``__MACOSX/…/._name``); dropped."""
+
+
+def is_system_junk(name: str) -> bool:
+    """A file that macOS Finder or Windows Explorer adds to an archive, not the project's."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p]
+    if not parts:
+        return False
+    return (
+        any(p in SYSTEM_FOLDERS for p in parts)
+        or parts[-1] in SYSTEM_FILES
+        or parts[-1].startswith("._")
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
+    max_unpacked_bytes: int = defaults.MAX_UNPACKED_BYTES
+    max_files: int = defaults.MAX_FILES
+
+
+@dataclass
+class UploadSummary:
+    """What an upload holds, once checked."""
+
+    files: list[str]
+    project_type: ProjectType
+    package: dict[str, Any] | None
+    prefix: str = ""
+    """A top-level folder every entry sat in (a zipped folder), removed from the paths."""
+    ignored: int = 0
+    """Entries dropped because they sit in node_modules or .git."""
+    junk: int = 0
+    """Entries dropped because an operating system added them (__MACOSX/, .DS_Store…)."""
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> None:
+        """Say in ``notes`` what was dropped and why."""
+        if self.ignored:
+            self.notes.append(f"ignored {self.ignored} files under node_modules/ or .git/")
+        if self.junk:
+            self.notes.append(
+                f"dropped {self.junk} files the operating system added (__MACOSX/, ._*, .DS_Store, Thumbs.db)"
+            )
+
+
+def clean_path(name: str) -> str | None:
+    """A safe relative POSIX path for an upload entry, None for one to drop.
+
+    Raises InvalidUpload for a path that would leave the workspace.
+    """
+    raw = name.replace("\\", "/")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise InvalidUpload(f"absolute path not allowed in an upload: {name!r}")
+    parts = [p for p in PurePosixPath(raw).parts if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InvalidUpload(f"path leaving the upload's folder not allowed: {name!r}")
+    if not parts:
+        return None
+    if any(p in defaults.IGNORED_DIRS for p in parts[:-1]) or parts[-1] in defaults.IGNORED_DIRS:
+        return None
+    if any("\x00" in p for p in parts):
+        raise InvalidUpload(f"file name with a NUL character: {name!r}")
+    return "/".join(parts)
+
+
+def _common_prefix(paths: list[str]) -> str:
+    """The single top-level folder that holds every path, if the root has no site files."""
+    if not paths or any(p in ("package.json", "index.html") for p in paths):
+        return ""
+    first = {p.split("/", 1)[0] for p in paths}
+    if len(first) == 1 and all("/" in p for p in paths):
+        return first.pop() + "/"
+    return ""
+
+
+def _check_entry_kind(info: zipfile.ZipInfo) -> None:
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise InvalidUpload(f"{info.filename!r}: symbolic links are not allowed in an upload")
+    if mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise InvalidUpload(f"{info.filename!r}: only regular files are allowed in an upload (no devices)")
+
+
+def inspect_zip(archive: zipfile.ZipFile, limits: Limits) -> UploadSummary:
+    """Check a zip's listing and detect what it holds, without unpacking it."""
+    kept: dict[str, zipfile.ZipInfo] = {}
+    ignored = junk = 0
+    total = 0
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        if is_system_junk(info.filename):
+            junk += 1
+            continue
+        _check_entry_kind(info)
+        path = clean_path(info.filename)
+        if path is None:
+            ignored += 1
+            continue
+        total += info.file_size
+        kept[path] = info
+    if not kept:
+        raise InvalidUpload("the upload holds no files" + (" outside node_modules/.git" if ignored else ""))
+    if len(kept) > limits.max_files:
+        raise UploadTooLarge(f"the upload has {len(kept)} files; at most {limits.max_files} are allowed")
+    if total > limits.max_unpacked_bytes:
+        raise UploadTooLarge(
+            f"the upload unpacks to {total // 2**20} MB; at most {limits.max_unpacked_bytes // 2**20} MB"
+        )
+    prefix = _common_prefix(list(kept))
+    files = [p[len(prefix) :] for p in kept]
+    package = None
+    if "package.json" in files:
+        package = parse_package_json(archive.read(kept[prefix + "package.json"]))
+    kind = detect_project_type(files, package)
+    summary = UploadSummary(sorted(files), kind, package, prefix, ignored, junk)
+    summary.describe()
+    return summary
+
+
+def _open_zip(source: Path | IO[bytes]) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidUpload(f"the .zip file could not be read ({exc}): upload a valid zip archive") from exc
+
+
+def _copy_limited(src: IO[bytes], dst: IO[bytes], limit: int, what: str) -> int:
+    copied = 0
+    while chunk := src.read(1024 * 1024):
+        copied += len(chunk)
+        if copied > limit:
+            raise UploadTooLarge(f"{what} is larger than {limit // 2**20} MB")
+        dst.write(chunk)
+    return copied
+
+
+def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: Limits) -> UploadSummary:
+    """Store an upload as ``dest`` (a zip) and return what it holds.
+
+    ``uploads`` is either a single ``.zip`` or many files named by their relative paths.
+    Nothing is left at ``dest`` when the upload is refused.
+    """
+    if not uploads:
+        raise InvalidUpload("no files in the upload: send a .zip, or the files of a folder, as 'files'")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if len(uploads) == 1 and uploads[0][0].lower().endswith(TAR_ARCHIVES):
+            name, stream = uploads[0]
+            _tar_to_zip(name, stream, dest, limits)
+            with _open_zip(dest) as archive:
+                return inspect_zip(archive, limits)
+        if len(uploads) == 1 and uploads[0][0].lower().endswith(".zip"):
+            name, stream = uploads[0]
+            with dest.open("wb") as out:
+                if _copy_limited(stream, out, limits.max_upload_bytes, name) == 0:
+                    raise InvalidUpload(f"{name} is empty")
+            with _open_zip(dest) as archive:
+                return inspect_zip(archive, limits)
+        for name, _ in uploads:
+            lowered = name.lower()
+            if lowered.endswith((".zip", *TAR_ARCHIVES)) and len(uploads) > 1:
+                raise InvalidUpload(
+                    f"{name}: send one archive (.zip, .tar.gz, .tgz) on its own, or the files of a folder"
+                )
+            if lowered.endswith(UNSUPPORTED_ARCHIVES):
+                raise InvalidUpload(
+                    f"{name}: this kind of archive is not supported; upload a .zip, .tar.gz or .tgz, "
+                    "or the files of a folder"
+                )
+        budget = limits.max_upload_bytes
+        seen: set[str] = set()
+        dropped = junk = 0
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as archive:
+            for name, stream in uploads:
+                if is_system_junk(name):
+                    junk += 1
+                    continue
+                path = clean_path(name)
+                if path is None:
+                    dropped += 1
+                    continue
+                if path in seen:
+                    raise InvalidUpload(f"the file {path!r} appears twice in the upload")
+                seen.add(path)
+                buffer = io.BytesIO()
+                budget -= _copy_limited(stream, buffer, budget, "the upload")
+                archive.writestr(zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+        with _open_zip(dest) as archive:
+            summary = inspect_zip(archive, limits)
+        summary.ignored += dropped
+        summary.junk += junk
+        summary.notes = []
+        summary.describe()
+        return summary
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+
+
+def _tar_to_zip(name: str, stream: IO[bytes], dest: Path, limits: Limits) -> None:
+    """Store a .tar.gz/.tgz/.tar upload as the zip every build reads, checking each member as
+    a zip's: regular files and folders only, no links or devices, paths that stay inside, the
+    size budgets. Raises InvalidUpload naming the member and the rule."""
+    with tempfile.TemporaryFile() as raw:
+        if _copy_limited(stream, raw, limits.max_upload_bytes, name) == 0:
+            raise InvalidUpload(f"{name} is empty")
+        raw.seek(0)
+        try:
+            tar = tarfile.open(fileobj=raw, mode="r:*")  # noqa: SIM115 (closed by the with below)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InvalidUpload(
+                f"{name} could not be read as a tar archive: upload a valid .tar.gz, .tgz or .zip"
+            ) from exc
+        count = total = 0
+        with tar, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
+            try:
+                for member in tar:
+                    if member.isdir() or member.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
+                        continue
+                    if member.issym() or member.islnk():
+                        raise InvalidUpload(f"{member.name!r}: links are not allowed in an upload")
+                    if not member.isfile():
+                        raise InvalidUpload(
+                            f"{member.name!r}: only regular files are allowed in an upload (no devices)"
+                        )
+                    if not is_system_junk(member.name):
+                        clean_path(member.name)  # refuses a path leaving the upload's folder
+                    count += 1
+                    total += member.size
+                    if count > limits.max_files:
+                        raise UploadTooLarge(f"the upload has more than {limits.max_files} files")
+                    if total > limits.max_unpacked_bytes:
+                        raise UploadTooLarge(
+                            f"the upload unpacks to more than {limits.max_unpacked_bytes // 2**20} MB"
+                        )
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    info = zipfile.ZipInfo(member.name, date_time=(1980, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with source, archive.open(info, "w") as out:
+                        shutil.copyfileobj(source, out, 1024 * 1024)
+            except (tarfile.TarError, EOFError, zlib.error) as exc:
+                raise InvalidUpload(f"{name} is damaged ({exc}): upload a complete archive") from exc
+
+
+@dataclass(frozen=True)
+class Extracted:
+    files: list[str]
+    files_hash: str
+    package: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+    """What was dropped from the upload, and why (for the build log)."""
+
+
+def extract_upload(archive_path: Path, dest: Path, limits: Limits) -> Extracted:
+    """Unpack a stored upload into ``dest`` and hash its contents.
+
+    The hash covers every path and its bytes, so the same files give the same hash
+    whatever the order or timestamps in the archive.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    digests: list[tuple[str, str]] = []
+    with _open_zip(archive_path) as archive:
+        summary = inspect_zip(archive, limits)
+        budget = limits.max_unpacked_bytes
+        for info in archive.infolist():
+            if info.is_dir() or is_system_junk(info.filename):
+                continue
+            path = clean_path(info.filename)
+            if path is None:
+                continue
+            path = path[len(summary.prefix) :]
+            target = (root / path).resolve()
+            if root not in target.parents:
+                raise InvalidUpload(f"path leaving the upload's folder not allowed: {info.filename!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            with archive.open(info) as src, target.open("wb") as out:
+                while chunk := src.read(1024 * 1024):
+                    budget -= len(chunk)
+                    if budget < 0:
+                        raise UploadTooLarge("the upload unpacks to more than its limit")
+                    digest.update(chunk)
+                    out.write(chunk)
+            digests.append((path, digest.hexdigest()))
+    whole = hashlib.sha256()
+    for path, hexdigest in sorted(digests):
+        whole.update(f"{path}\0{hexdigest}\n".encode())
+    return Extracted(sorted(p for p, _ in digests), whole.hexdigest(), summary.package, summary.notes)

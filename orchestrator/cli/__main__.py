@@ -1,0 +1,5 @@
+"""``python -m orchestrator.cli``: the same commands as ``orchestrator``."""
+
+from orchestrator.cli.app import app
+
+app()

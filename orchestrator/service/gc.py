@@ -1,0 +1,319 @@
+"""Garbage collection: stop previews nobody uses, and make Docker, the port pool, the files and
+the database agree again.
+
+One run, in order:
+1. builds whose worker was lost are queued again (dispatcher.recover_lost);
+2. live previews are stopped when idle, expired, their website deleted, or their container
+   exited or gone (previews.stop_preview: a conditional status move, so concurrent runs stop
+   each preview once);
+3. containers with our labels that no live build owns are removed;
+4. ports held by no live build are freed;
+5. workspaces of builds not in progress, and uploads nobody can use any more, are deleted;
+6. the dependency cache is brought within its disk budget (least recently used first).
+
+Removing what is already gone is success, so two runs at once (two workers, a worker and an
+operator) do no harm. Whatever is about to be taken is read again just before: a build that
+starts meanwhile keeps its port, workspace and container.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from orchestrator.adapters.database import session_scope
+from orchestrator.adapters.redis_client import get_redis
+from orchestrator.adapters.runtime import KIND_DEPS, KIND_STEP_IMAGE, Runtime
+from orchestrator.config import Settings
+from orchestrator.core import defaults
+from orchestrator.core import expiry as lifecycle
+from orchestrator.core.exceptions import RuntimeUnavailable
+from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
+from orchestrator.core.ports import port_pool
+from orchestrator.core.status import ACTIVE, Status
+from orchestrator.pipeline.cache import DependencyCache
+from orchestrator.pipeline.fill import store_name
+from orchestrator.scheduling.dispatcher import lost_builds, recover_lost
+from orchestrator.state.models import BuildJob, Website
+from orchestrator.state.previews import live_since, observe_activity, stop_preview
+
+LIVE = (Status.BUILDING.value, Status.RUNNING.value)
+_BUILD_LABEL = f"{defaults.LABEL_NAMESPACE}.build-id"
+
+
+@dataclass
+class Action:
+    action: str
+    target: str
+    reason: str
+    memory_bytes: int | None = None
+    disk_bytes: int | None = None
+    port: int | None = None
+
+
+@dataclass
+class Report:
+    actions: list[Action] = field(default_factory=list)
+    previews_checked: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "actions": [asdict(a) for a in self.actions],
+            "previewsChecked": self.previews_checked,
+            "seconds": round(self.seconds, 3),
+            "freed": {
+                "memoryBytes": sum(a.memory_bytes or 0 for a in self.actions),
+                "diskBytes": sum(a.disk_bytes or 0 for a in self.actions),
+                "ports": sorted({a.port for a in self.actions if a.port is not None}),
+            },
+        }
+
+
+def _status(build_id: str) -> str | None:
+    with session_scope() as session:
+        build = session.get(BuildJob, build_id)
+        return build.status if build else None
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+class Collector:
+    def __init__(
+        self, settings: Settings, runtime: Runtime, policy: Policy, dry_run: bool, scheduled: bool = False
+    ) -> None:
+        self.settings, self.runtime, self.policy, self.dry_run = settings, runtime, policy, dry_run
+        self.scheduled = scheduled
+        """Run by the service itself (every minute): costly measurements only now and then."""
+        self.report = Report()
+        self.stopping: set[str] = set()
+        """Builds whose preview this run stops (or, dry, would stop)."""
+
+    def run(self) -> Report:
+        started = time.monotonic()
+        self.lost_builds()
+        containers = self.runtime.list_ours()  # before the records: a newer container's build is live
+        with session_scope() as session:
+            found = session.exec(select(BuildJob).where(col(BuildJob.status).in_(LIVE))).all()
+            live = {b.id: b for b in found}
+            deleted = set(session.exec(select(Website.id).where(col(Website.deleted_at).is_not(None))).all())
+        self.previews(live, {c["Id"]: c for c in containers}, deleted)
+        self.containers(containers, live)
+        self.ports()
+        self.files()
+        self.dependency_cache()
+        self.step_images()
+        self.package_store()
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    def add(self, action: str, target: str, reason: str, **freed: int | None) -> None:
+        self.report.actions.append(Action(action, target, reason, **freed))
+
+    # -- 1. lost builds ------------------------------------------------------------
+
+    def lost_builds(self) -> None:
+        redis = get_redis()
+        if self.dry_run:
+            for build in lost_builds(redis):
+                self.add("recover build", build.id, "its worker stopped sending heartbeats")
+            return
+        for build_id, outcome in recover_lost(self.settings, self.runtime, redis).items():
+            self.add("recover build", build_id, f"its worker was lost: {outcome}")
+
+    # -- 2. previews ---------------------------------------------------------------
+
+    def previews(self, live: dict[str, BuildJob], containers: dict[str, dict], deleted: set[str]) -> None:
+        now = time.time()
+        running = [b for b in live.values() if b.status == Status.RUNNING]
+        newest: dict[str, BuildJob] = {}
+        for build in sorted(running, key=lambda b: b.created_at):
+            newest[build.website_id] = build
+        for build in running:
+            self.report.previews_checked += 1
+            container = containers.get(build.container_id or "")
+            successor = newest[build.website_id]
+            # (a successor that went live seconds ago: its worker is stopping this one after a drain)
+            if successor is not build and now - live_since(successor) > defaults.REPLACE_DRAIN_SECONDS + 10:
+                self.stop(build, StopReason.REPLACED, f"build {successor.id} of this website is live")
+            elif container is None:
+                self.stop(build, StopReason.GC, "its container is gone")
+            elif container.get("State") != "running":
+                self.stop(build, StopReason.GC, f"its container is {container.get('State')}")
+            else:
+                activity = observe_activity(self.runtime, build, now, save=not self.dry_run)
+                age, idle = now - live_since(build), now - activity.active_at
+                reason = reap_reason(self.policy, age, idle, build.website_id in deleted)
+                if reason is not None:
+                    self.stop(build, reason, explain(reason, self.policy, age, idle))
+
+    def stop(self, build: BuildJob, reason: StopReason, detail: str) -> None:
+        why = f"{reason.value}: {detail}"
+        self.stopping.add(build.id)
+        if self.dry_run:
+            memory = self.runtime.memory_used(build.container_id) if build.container_id else None
+            self.add("stop preview", build.id, why, memory_bytes=memory, port=build.allocated_port)
+            return
+        stopped = stop_preview(self.settings, self.runtime, build.id, reason, detail)
+        if stopped is None:
+            return  # stopped meanwhile by someone else
+        self.add(
+            "stop preview",
+            build.id,
+            why,
+            memory_bytes=stopped.memory_bytes,
+            disk_bytes=stopped.disk_bytes,
+            port=stopped.port,
+        )
+
+    # -- 3. containers -------------------------------------------------------------
+
+    def containers(self, containers: list[dict], live: dict[str, BuildJob]) -> None:
+        # A container belongs to the live build that names it (a preview handed over to an
+        # identical build keeps its first build's labels), or, while a build has not recorded
+        # its container yet, to the building build of its label (its build or cache filler).
+        owners = {b.container_id: b for b in live.values() if b.container_id}
+        for container in containers:
+            build_id = (container.get("Labels") or {}).get(_BUILD_LABEL, "")
+            owner = owners.get(container["Id"])
+            if owner is not None and owner.id in self.stopping:
+                continue  # goes (or went) with its preview
+            if owner is not None and (owner.status == Status.BUILDING or container.get("State") == "running"):
+                continue  # being built, or a live preview
+            build = live.get(build_id)
+            if build is not None and build.status == Status.BUILDING:
+                continue  # its build is running (the build container or its cache filler)
+            reason = (
+                "no live build owns it"
+                if build is None
+                else f"its build is {build.status} and the container {container.get('State')}"
+            )
+            running = container.get("State") == "running"
+            memory = self.runtime.memory_used(container["Id"]) if running else None
+            disk = self.runtime.disk_used(container["Id"])
+            if not self.dry_run:
+                self.runtime.remove(container["Id"])
+            self.add("remove container", container["Id"][:12], reason, memory_bytes=memory, disk_bytes=disk)
+
+    # -- 4. ports ------------------------------------------------------------------
+
+    def ports(self) -> None:
+        pool = port_pool(self.settings)
+        for port, owner in sorted(pool.store.held().items()):
+            if _status(owner) in LIVE:
+                continue  # read now: a build that started since the run began keeps its port
+            if self.dry_run or pool.release(port, owner):
+                self.add("free port", str(port), f"held by build {owner[:12]}, which is not live", port=port)
+
+    # -- 5. files ------------------------------------------------------------------
+
+    def files(self) -> None:
+        workspaces = self.settings.workspaces_dir
+        for path in sorted(workspaces.iterdir()) if workspaces.is_dir() else []:
+            if _status(path.name) == Status.BUILDING:
+                continue
+            self.remove_path(path, "workspace", "its build is not in progress")
+        uploads = self.settings.uploads_dir
+        for path in sorted(uploads.glob("*.zip")) if uploads.is_dir() else []:
+            why = self.unused_upload(path)
+            if why:
+                self.remove_path(path, "upload", why)
+
+    def unused_upload(self, path: Path) -> str | None:
+        """Why an upload is no longer needed, or None to keep it. Kept: builds still to run, the
+        live previews', and each website's newest build's (what a rebuild starts from)."""
+        build_id = path.stem
+        with session_scope() as session:
+            build = session.get(BuildJob, build_id)
+            if build is None:
+                old = time.time() - path.stat().st_mtime > 3600
+                return "no build was recorded for it" if old else None  # else: being uploaded
+            website = session.get(Website, build.website_id)
+            if website is not None and website.deleted_at is not None:
+                return "its website was deleted"
+            if Status(build.status) in ACTIVE or build.status == Status.RUNNING:
+                return None
+            if website is not None and website.build_job_id == build.id:
+                return None
+            return "a newer build of its website replaced it"
+
+    def remove_path(self, path: Path, what: str, why: str) -> None:
+        size = _size(path)
+        if not self.dry_run:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.add(f"delete {what}", path.name, why, disk_bytes=size)
+
+    # -- 6. dependency cache ------------------------------------------------------
+
+    def dependency_cache(self) -> None:
+        cache = DependencyCache(self.settings, self.runtime, get_redis())
+        budget = self.settings.deps_cache_mb * 2**20
+        for entry in cache.over_budget(budget):
+            idle = lifecycle.duration(time.time() - entry.last_used)
+            why = f"least recently used (last {idle} ago) beyond the {self.settings.deps_cache_mb} MB budget"
+            if self.dry_run or cache.remove(entry):
+                self.add("evict dependencies", entry.key[:12], why, disk_bytes=entry.size_bytes)
+
+
+    def step_images(self) -> None:
+        """Images a build's type check started from, left by a build that is not in progress."""
+        ns = defaults.LABEL_NAMESPACE
+        instance = f"{ns}.instance={self.settings.instance_id}"
+        parents = {image.get("ParentId") for image in self.runtime.images(f"{ns}.kind={KIND_DEPS}", instance)}
+        for image in self.runtime.images(f"{ns}.kind={KIND_STEP_IMAGE}", instance):
+            build_id = (image.get("Labels") or {}).get(_BUILD_LABEL, "")
+            if _status(build_id) == Status.BUILDING or image["Id"] in parents:
+                continue  # in use, or the fetched tree a cache entry was built on (goes with it)
+            if self.dry_run or self.runtime.remove_image(image["Id"]):
+                self.add(
+                    "remove image",
+                    image["Id"].removeprefix("sha256:")[:12],
+                    f"the type check of build {build_id[:12]}, which is not in progress",
+                    disk_bytes=int(image.get("Size") or 0),
+                )
+
+
+    def package_store(self) -> None:
+        """Empty the store of downloaded packages when it outgrew its budget (it is a cache:
+        the next fill downloads again). Only an operator's run measures it."""
+        if self.scheduled:
+            return  # sizing asks Docker to measure every volume (seconds on a busy engine)
+        name = store_name(self.settings.instance_id)
+        try:
+            size = self.runtime.volume_size(name)
+        except RuntimeUnavailable:  # Docker sizes one request at a time: another gc is measuring
+            return
+        budget = self.settings.npm_store_mb * 2**20
+        if size is None or size <= budget:
+            return
+        why = f"{size // 2**20} MB, beyond the {self.settings.npm_store_mb} MB budget"
+        if self.dry_run or self.runtime.remove_volume(name):
+            self.add("empty package store", name, why, disk_bytes=size)
+
+
+def collect(
+    settings: Settings,
+    dry_run: bool = False,
+    runtime: Runtime | None = None,
+    idle_ttl: float | None = None,
+    max_age: float | None = None,
+    scheduled: bool = False,
+) -> Report:
+    """One gc run; ``idle_ttl`` and ``max_age`` override the settings for this run.
+    ``scheduled``: the service's own run (measures the package store every ten minutes only)."""
+    policy = Policy(
+        idle_ttl=settings.idle_ttl if idle_ttl is None else idle_ttl,
+        max_age=settings.max_age if max_age is None else max_age,
+    )
+    return Collector(settings, runtime or Runtime(settings), policy, dry_run, scheduled).run()

@@ -1,0 +1,87 @@
+"""Database tables: API tokens, websites and their build jobs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from orchestrator.core.status import Status
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ApiToken(SQLModel, table=True):
+    """One caller of the API: a user or an admin. Only a hash of the token is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    role: str = Field(index=True)
+    token_hash: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Website(SQLModel, table=True):
+    __tablename__ = "websites"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    owner_id: int = Field(foreign_key="api_tokens.id", index=True)
+    name: str
+    type: str
+    build_job_id: str | None = Field(default=None)
+    """The newest build of this website."""
+    created_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = Field(default=None, index=True)
+    """Set by DELETE: the website is gone for its owner; its builds stay as history."""
+
+
+class BuildJob(SQLModel, table=True):
+    __tablename__ = "build_jobs"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    website_id: str = Field(foreign_key="websites.id", index=True)
+    owner_id: int = Field(foreign_key="api_tokens.id", index=True)
+    project_type: str
+    status: str = Field(default=Status.PENDING.value, index=True)
+    priority: int = 0
+    progress: int = 0
+    current_step: str | None = None
+    logs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """The newest log lines (at most Settings.log_lines_kept)."""
+    error: str | None = None
+    error_step: str | None = None
+    allocated_port: int | None = None
+    preview_url: str | None = None
+    container_id: str | None = None
+    files_hash: str | None = Field(default=None, index=True)
+    steps: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Per step: {"startedAt", "endedAt", "status"} as ISO times, for estimates."""
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    """When the build ended: went live, failed or was cancelled."""
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+    attempts: int = 0
+    """Times a worker took this build (more than one after a lost worker or an engine fault)."""
+    wait_reason: str | None = None
+    """Why a queued build is not starting yet (limits, resources), for the status."""
+    cancelled_by: str | None = None
+    rebuild: bool = False
+    """Asked for explicitly (POST …/rebuild): never answered by reusing an identical build."""
+    reused_from: str | None = None
+    """The build with identical files whose outcome this one reused."""
+    deps_key: str | None = None
+    """The dependency-cache key of its node_modules."""
+    updated_at: datetime = Field(default_factory=utcnow)

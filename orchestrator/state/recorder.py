@@ -1,0 +1,243 @@
+"""Writes one build's progress: status moves, steps, progress and log lines go to the database
+(the record) and, as events, to the build's Redis stream (for live watchers).
+
+Log lines are buffered and written at most every ``flush_interval`` seconds; only the newest
+``Settings.log_lines_kept`` are kept, each cut to LOG_LINE_MAX_CHARS, so a noisy build
+cannot bloat the database. Pending lines are always written before a step or status event,
+so watchers see everything in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from orchestrator.adapters.database import session_scope
+from orchestrator.adapters.redis_client import get_redis
+from orchestrator.coordination import events
+from orchestrator.core import defaults
+from orchestrator.core.exceptions import NotFound
+from orchestrator.core.plan import READY, STEP_BY_NAME
+from orchestrator.core.status import Status, check_transition
+from orchestrator.state.models import BuildJob, utcnow
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def status_event(build: BuildJob) -> dict[str, object]:
+    """The data of a status event: what a watcher needs to show the build's state."""
+    return {
+        "status": build.status,
+        "progress": build.progress,
+        "currentStep": build.current_step,
+        "error": build.error,
+        "errorStep": build.error_step,
+        "previewUrl": build.preview_url,
+    }
+
+
+def publish_status(build: BuildJob) -> None:
+    events.publish(get_redis(), build.id, [(events.STATUS, status_event(build))])
+
+
+def claim(
+    build_id: str, current: Status, new: Status, *, session: Session | None = None, **fields: object
+) -> bool:
+    """Move a build from ``current`` to ``new`` only if it is still ``current``: one
+    conditional UPDATE, so that two processes racing (a worker starting it, a user cancelling
+    it) cannot both win. True for the winner. With ``session``, inside the caller's transaction."""
+    check_transition(current, new)
+    statement = (
+        update(BuildJob)
+        .where(col(BuildJob.id) == build_id, col(BuildJob.status) == current.value)
+        .values(status=new.value, updated_at=utcnow(), **fields)
+    )
+    if session is not None:
+        return session.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
+    with session_scope() as own:
+        return own.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
+
+
+class BuildRecorder:
+    def __init__(
+        self, build_id: str, lines_kept: int = defaults.LOG_LINES_KEPT, flush_interval: float = 0.5
+    ) -> None:
+        self.build_id = build_id
+        self.lines_kept = lines_kept
+        self.flush_interval = flush_interval
+        self._pending: list[str] = []
+        self._last_flush = 0.0
+        self.current_step: str | None = None
+        """The step started last (the one a failure is blamed on unless a marker says otherwise)."""
+        self.open_steps: list[str] = []
+        """Steps started and not ended (the type check and the server run side by side)."""
+        self.step_lines: list[str] = []
+        """Log lines of the current step (the newest ones), to explain a failure."""
+
+    @contextmanager
+    def _build(self) -> Iterator[BuildJob]:
+        with session_scope() as session:
+            build = session.get(BuildJob, self.build_id)
+            if build is None:
+                raise NotFound(
+                    f"build {self.build_id} is not in this worker's database: the worker and the "
+                    "API must share one DATABASE_URL (and ORCHESTRATOR_DATA_DIR)"
+                )
+            yield build
+            build.updated_at = utcnow()
+            session.add(build)
+
+    # -- status ----------------------------------------------------------------
+
+    def announce(self, line: str) -> None:
+        """After claim() moved the build elsewhere: log why, and publish its status as it now is."""
+        self.log(line)
+        self.flush()
+        with session_scope() as session:
+            build = session.get(BuildJob, self.build_id)
+            assert build is not None
+            publish_status(build)
+
+    def begin(self) -> BuildJob | None:
+        """queued → building, atomically (a cancel may race it). None when the build is not
+        queued any more (cancelled, say, or taken by another worker)."""
+        if not claim(self.build_id, Status.QUEUED, Status.BUILDING, started_at=utcnow(), wait_reason=None):
+            return None
+        with session_scope() as session:
+            build = session.get(BuildJob, self.build_id)
+        assert build is not None
+        publish_status(build)
+        return build
+
+    def update(self, **fields: object) -> None:
+        with self._build() as build:
+            for key, value in fields.items():
+                setattr(build, key, value)
+
+    def running(self, preview_url: str) -> None:
+        self.end_step("ok")
+        self._change_status(
+            Status.RUNNING,
+            lambda b: setattr(b, "preview_url", preview_url),
+            progress=READY.progress,
+            current_step=READY.label,
+        )
+
+    def fail(self, step: str | None, message: str) -> None:
+        self.end_step("failed", step or self.current_step)
+        self.end_step("stopped")  # a step that ran beside it (the server beside the type check)
+        self.log(f"Build failed: {message}")
+
+        def record(build: BuildJob) -> None:
+            build.error, build.error_step, build.allocated_port = message, step, None
+
+        self._change_status(Status.FAILED, record)
+
+    def cancelled(self, by: str) -> None:
+        self.end_step("cancelled")
+        self.log(f"Cancelled by {by}")
+
+        def record(build: BuildJob) -> None:
+            build.cancelled_by, build.allocated_port, build.error = by, None, f"cancelled by {by}"
+
+        self._change_status(Status.CANCELLED, record)
+
+    def requeued(self, message: str) -> None:
+        """building → queued: the build starts over (a lost worker, an engine fault)."""
+        self.end_step("failed")
+        self.log(message)
+        self.flush()
+        with self._build() as build:
+            build.status = check_transition(build.status, Status.QUEUED)
+            build.current_step, build.wait_reason = "Queued", message
+            build.allocated_port = build.container_id = None
+            build.progress = 0
+        publish_status(build)
+
+    def _change_status(self, status: Status, change: Callable[[BuildJob], None], **fields: object) -> None:
+        self.flush()
+        with self._build() as build:
+            build.status = check_transition(build.status, status)
+            build.completed_at = utcnow()
+            for key, value in fields.items():
+                setattr(build, key, value)
+            change(build)
+        publish_status(build)
+
+    # -- steps -----------------------------------------------------------------
+
+    def start_step(self, name: str, alongside: bool = False) -> None:
+        """Record the start of ``name``. Unless ``alongside``, the steps still open end first
+        (as ``ok``). Progress only rises."""
+        if name in self.open_steps:
+            return
+        if not alongside:
+            self.end_step("ok")
+        self.flush()
+        step = STEP_BY_NAME[name]
+        self.current_step = name
+        self.open_steps.append(name)
+        if not alongside:
+            self.step_lines = []
+        with self._build() as build:
+            build.steps = {
+                **build.steps,
+                name: {"startedAt": _iso(utcnow()), "endedAt": None, "status": "running"},
+            }
+            build.progress = max(build.progress, step.progress)
+            build.current_step = step.label
+            progress = build.progress
+        events.publish(
+            get_redis(),
+            self.build_id,
+            [(events.PROGRESS, {"progress": progress, "currentStep": step.label, "step": name})],
+        )
+
+    def end_step(self, status: str, name: str | None = None) -> None:
+        """End step ``name`` (None: every open step) with ``status``."""
+        ending = [n for n in self.open_steps if name is None or n == name]
+        if not ending:
+            return
+        self.open_steps = [n for n in self.open_steps if n not in ending]
+        if self.current_step in ending:
+            self.current_step = self.open_steps[-1] if self.open_steps else None
+        now = _iso(utcnow())
+        for step in ending:
+            self._set_step(step, status=status, endedAt=now)
+
+    def skip_step(self, name: str, reason: str, status: str = "skipped") -> None:
+        """A step that did not run: ``skipped``, or ``cached``/``reused`` when its result was
+        already there."""
+        if reason:
+            self.log(reason)
+        now = _iso(utcnow())
+        self._set_step(name, startedAt=now, endedAt=now, status=status)
+
+    def _set_step(self, name: str, **values: object) -> None:
+        with self._build() as build:
+            build.steps = {**build.steps, name: {**build.steps.get(name, {}), **values}}
+
+    # -- logs ------------------------------------------------------------------
+
+    def log(self, line: str) -> None:
+        line = line[: defaults.LOG_LINE_MAX_CHARS]
+        self._pending.append(line)
+        self.step_lines = (self.step_lines + [line])[-200:]
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        with self._build() as build:
+            build.logs = (list(build.logs) + lines)[-self.lines_kept :]
+        events.publish(get_redis(), self.build_id, [(events.LOG, {"line": line}) for line in lines])
