@@ -1,21 +1,34 @@
-"""Dependencies shared by the routes."""
+"""Dependencies shared by the routes: the process's context (made once, at start-up), a
+database session from it, and the caller."""
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from orchestrator.adapters.database import get_engine
-from orchestrator.config import Settings, get_settings
+from orchestrator.config import Settings
+from orchestrator.context import Context
 from orchestrator.service.auth import authenticate
 from orchestrator.state.models import ApiToken
 
 
-def get_session() -> Iterator[Session]:
-    with Session(get_engine(), expire_on_commit=False) as session:
+def get_context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def get_session(ctx: ContextDep) -> Iterator[Session]:
+    with Session(ctx.database.engine, expire_on_commit=False) as session:
         yield session
+
+
+def get_settings(ctx: ContextDep) -> Settings:
+    return ctx.settings
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

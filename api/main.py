@@ -1,5 +1,7 @@
 """The FastAPI application: `uvicorn api.main:app`, or `orchestrator api`."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -8,10 +10,26 @@ from fastapi.staticfiles import StaticFiles
 from api import errors
 from api.routes import builds, health, previews, websites
 from orchestrator import __version__
+from orchestrator.config import Settings
+from orchestrator.context import Context
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="Website build orchestrator", version=__version__)
+def create_app(ctx: Context | None = None) -> FastAPI:
+    """The application over ``ctx`` (made from the environment at start-up when None)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = ctx is None
+        app.state.ctx = ctx or Context.connect(Settings())
+        try:
+            yield
+        finally:
+            if own:
+                app.state.ctx.close()
+
+    app = FastAPI(title="Website build orchestrator", version=__version__, lifespan=lifespan)
+    if ctx is not None:
+        app.state.ctx = ctx  # usable without the lifespan too (TestClient outside a with block)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(websites.router)

@@ -44,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.build_times import template_zip  # noqa: E402
 from bench.stack import BenchStack  # noqa: E402
+from orchestrator.adapters.docker_runtime import DockerRuntime  # noqa: E402
 from orchestrator.adapters.network import registry_access  # noqa: E402
-from orchestrator.adapters.runtime import Runtime, cpu_quota  # noqa: E402
+from orchestrator.adapters.runtime import cpu_quota  # noqa: E402
 from orchestrator.adapters.workspace import pack_for_container  # noqa: E402
 from orchestrator.config import Settings  # noqa: E402
 from orchestrator.core import defaults  # noqa: E402
@@ -136,7 +137,7 @@ def answers(url: str) -> bool:
 def naive_run(payload: bytes) -> float:
     """The seed's synchronous build in one 512 MB / 0.25 CPU container, timed to the first answer."""
     settings = Settings()
-    runtime = Runtime(settings)
+    runtime = DockerRuntime(settings)
     access = registry_access(settings)
     command = f"npm install && npx tsc -b && exec npx vite --host 0.0.0.0 --port {NAIVE_PORT} --strictPort"
     with __import__("tempfile").TemporaryDirectory() as tmp:

@@ -161,8 +161,3 @@ class Settings(BaseSettings):
 
     def preview_url(self, port: int) -> str:
         return f"http://{self.public_host}:{port}/"
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

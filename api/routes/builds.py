@@ -6,12 +6,11 @@ from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import ContextDep, PrincipalDep, SessionDep
 from api.routes.websites import status_of
 from api.schemas import BuildPublic, BuildStatus, BuildSummary
-from orchestrator.adapters.database import session_scope
-from orchestrator.adapters.redis_client import get_async_redis
-from orchestrator.coordination import events
+from orchestrator.context import Context
+from orchestrator.core.status import END_STATUSES
 from orchestrator.service.websites import cancel_build, get_build, list_builds
 from orchestrator.state.models import BuildJob
 from orchestrator.state.recorder import status_event
@@ -36,21 +35,21 @@ def build(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildPub
 
 
 @router.get("/{job_id}/status", response_model=BuildStatus, response_model_by_alias=True)
-def build_status(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
+def build_status(job_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
     """The same answer as the website's build-status, for any build."""
-    return status_of(session, get_build(session, principal, job_id))
+    return status_of(ctx, session, get_build(session, principal, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=BuildStatus, response_model_by_alias=True)
-def cancel(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
+def cancel(job_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
     """Cancel a queued build at once, or stop a building one (within 5 s); 409 otherwise."""
-    return status_of(session, cancel_build(session, principal, job_id))
+    return status_of(ctx, session, cancel_build(ctx, session, principal, job_id))
 
 
-def _final_status(build_id: str) -> dict[str, Any] | None:
-    with session_scope() as session:
+def _final_status(ctx: Context, build_id: str) -> dict[str, Any] | None:
+    with ctx.session() as session:
         build = session.get(BuildJob, build_id)
-        if build is None or build.status not in events.END_STATUSES:
+        if build is None or build.status not in END_STATUSES:
             return None
         return status_event(build)
 
@@ -58,6 +57,7 @@ def _final_status(build_id: str) -> dict[str, Any] | None:
 @router.get("/{job_id}/events")
 def build_events(
     job_id: str,
+    ctx: ContextDep,
     session: SessionDep,
     principal: PrincipalDep,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -69,10 +69,10 @@ def build_events(
     build_id = get_build(session, principal, job_id).id
 
     async def is_over() -> dict[str, Any] | None:
-        return await run_in_threadpool(_final_status, build_id)
+        return await run_in_threadpool(_final_status, ctx, build_id)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
-        async for event in events.follow(get_async_redis(), build_id, last_event_id or after, is_over):
+        async for event in ctx.stores.events.follow(build_id, last_event_id or after, is_over):
             message = {"event": event.type, "data": json.dumps(event.data)}
             yield {**message, "id": event.id} if event.id else message
 

@@ -3,12 +3,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from sqlmodel import Session
 
-from api.deps import PrincipalDep, SessionDep, SettingsDep
+from api.deps import ContextDep, PrincipalDep, SessionDep
 from api.schemas import BuildStatus, UploadAccepted, WebsiteDeleted, WebsitePublic
-from orchestrator.adapters.runtime import Runtime
+from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.status import Status
-from orchestrator.scheduling.queue import admission
 from orchestrator.service.websites import (
     create_website,
     delete_website,
@@ -46,7 +45,7 @@ def _accepted(session: Session, website: Website, build: BuildJob, message: str)
 @router.post("", status_code=202, response_model=UploadAccepted, response_model_by_alias=True)
 def upload_website(
     session: SessionDep,
-    settings: SettingsDep,
+    ctx: ContextDep,
     principal: PrincipalDep,
     files: Annotated[
         list[UploadFile] | None, File(description="One .zip, or many files named by their relative paths")
@@ -59,7 +58,7 @@ def upload_website(
 ) -> UploadAccepted:
     """Accept a website and queue its build; answers at once, before any build step runs."""
     uploads = [(f.filename or "", f.file) for f in files or []]
-    website, build = create_website(session, settings, principal, uploads, name, priority, website_id)
+    website, build = create_website(ctx, session, principal, uploads, name, priority, website_id)
     message = "Website uploaded successfully. Build process started in background."
     return _accepted(session, website, build, message)
 
@@ -67,11 +66,9 @@ def upload_website(
 @router.post(
     "/{website_id}/rebuild", status_code=202, response_model=UploadAccepted, response_model_by_alias=True
 )
-def rebuild(
-    website_id: str, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
-) -> UploadAccepted:
+def rebuild(website_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> UploadAccepted:
     """Build the website's newest files again."""
-    website, build = rebuild_website(session, settings, principal, website_id)
+    website, build = rebuild_website(ctx, session, principal, website_id)
     return _accepted(session, website, build, "Rebuild queued.")
 
 
@@ -88,12 +85,10 @@ def website(website_id: str, session: SessionDep, principal: PrincipalDep) -> We
 
 
 @router.delete("/{website_id}", response_model=WebsiteDeleted, response_model_by_alias=True)
-def delete(
-    website_id: str, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
-) -> WebsiteDeleted:
+def delete(website_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> WebsiteDeleted:
     """Delete the website: cancel its builds, stop its preview, remove its files. Its builds stay
     readable at /api/builds as history."""
-    done = delete_website(session, settings, Runtime(settings), principal, website_id)
+    done = delete_website(ctx, session, principal, website_id)
     assert done.website.deleted_at is not None
     return WebsiteDeleted(
         id=done.website.id,
@@ -104,14 +99,16 @@ def delete(
 
 
 @router.get("/{website_id}/build-status", response_model=BuildStatus, response_model_by_alias=True)
-def build_status(website_id: str, session: SessionDep, principal: PrincipalDep) -> BuildStatus:
+def build_status(
+    website_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep
+) -> BuildStatus:
     """The newest build of the website: status, progress, step, the last 50 log lines."""
     site = get_website(session, principal, website_id)
     build = get_build(session, principal, site.build_job_id or "")
-    return status_of(session, build)
+    return status_of(ctx, session, build)
 
 
-def status_of(session: Session, build: BuildJob) -> BuildStatus:
+def status_of(ctx: Context, session: Session, build: BuildJob) -> BuildStatus:
     return BuildStatus(
         website_id=build.website_id,
         job_id=build.id,
@@ -123,7 +120,7 @@ def status_of(session: Session, build: BuildJob) -> BuildStatus:
         error=build.error,
         error_step=build.error_step,
         estimated_time_remaining=estimate(session, build),
-        queue_position=admission().position(build.id) if build.status == Status.QUEUED else None,
+        queue_position=ctx.stores.admission.position(build.id) if build.status == Status.QUEUED else None,
         wait_reason=build.wait_reason if build.status == Status.QUEUED else None,
         priority=build.priority,
         cancelled_by=build.cancelled_by,

@@ -1,24 +1,14 @@
-"""The database engine, sessions, and schema migrations (alembic)."""
+"""The database: one engine per process and the sessions made from it (SQLite by default,
+PostgreSQL through DATABASE_URL)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
-from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event, make_url
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
-
-from orchestrator.adapters.redis_client import migration_lock
-from orchestrator.config import Settings, get_settings
-from orchestrator.core.exceptions import ServiceUnavailable
-
-MIGRATIONS = Path(__file__).parents[1] / "state" / "migrations"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -26,14 +16,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute(
-        "PRAGMA synchronous=NORMAL"
-    )  # WAL: durable across crashes of the process; no fsync per commit
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of the process
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
 def make_engine(url: str) -> Engine:
+    if url == "sqlite://":  # in memory: one connection shared by every thread (tests)
+        from sqlalchemy.pool import StaticPool
+
+        return create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -41,43 +33,25 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-@lru_cache
-def get_engine() -> Engine:
-    settings = get_settings()
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(settings.sqlalchemy_url)
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
 
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
 
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    with Session(get_engine(), expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    def after_fork(self) -> None:
+        """In a forked child (an RQ work horse): never use the parent's connections."""
+        self.engine.dispose(close=False)
 
-
-def alembic_config(settings: Settings) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
-    return config
-
-
-def migrate(settings: Settings | None = None) -> None:
-    """Bring the schema to the newest revision. Safe to call from several processes at
-    once: they take a Redis lock first."""
-    settings = settings or get_settings()
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with migration_lock():
-            command.upgrade(alembic_config(settings), "head")
-    except SQLAlchemyError as exc:
-        where = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
-        cause = getattr(exc, "orig", None) or exc
-        raise ServiceUnavailable(f"the database {where} cannot be reached: {cause}") from exc
+    def close(self) -> None:
+        self.engine.dispose()

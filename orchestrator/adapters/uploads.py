@@ -49,7 +49,7 @@ def is_system_junk(name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Limits:
+class UploadLimits:
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     max_unpacked_bytes: int = defaults.MAX_UNPACKED_BYTES
     max_files: int = defaults.MAX_FILES
@@ -118,7 +118,7 @@ def _check_entry_kind(info: zipfile.ZipInfo) -> None:
         raise InvalidUpload(f"{info.filename!r}: only regular files are allowed in an upload (no devices)")
 
 
-def inspect_zip(archive: zipfile.ZipFile, limits: Limits) -> UploadSummary:
+def inspect_zip(archive: zipfile.ZipFile, limits: UploadLimits) -> UploadSummary:
     """Check a zip's listing and detect what it holds, without unpacking it."""
     kept: dict[str, zipfile.ZipInfo] = {}
     ignored = junk = 0
@@ -172,7 +172,7 @@ def _copy_limited(src: IO[bytes], dst: IO[bytes], limit: int, what: str) -> int:
     return copied
 
 
-def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: Limits) -> UploadSummary:
+def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: UploadLimits) -> UploadSummary:
     """Store an upload as ``dest`` (a zip) and return what it holds.
 
     ``uploads`` is either a single ``.zip`` or many files named by their relative paths.
@@ -235,7 +235,7 @@ def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: L
         raise
 
 
-def _tar_to_zip(name: str, stream: IO[bytes], dest: Path, limits: Limits) -> None:
+def _tar_to_zip(name: str, stream: IO[bytes], dest: Path, limits: UploadLimits) -> None:
     """Store a .tar.gz/.tgz/.tar upload as the zip every build reads, checking each member as
     a zip's: regular files and folders only, no links or devices, paths that stay inside, the
     size budgets. Raises InvalidUpload naming the member and the rule."""
@@ -290,7 +290,7 @@ class Extracted:
     """What was dropped from the upload, and why (for the build log)."""
 
 
-def extract_upload(archive_path: Path, dest: Path, limits: Limits) -> Extracted:
+def extract_upload(archive_path: Path, dest: Path, limits: UploadLimits) -> Extracted:
     """Unpack a stored upload into ``dest`` and hash its contents.
 
     The hash covers every path and its bytes, so the same files give the same hash

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from orchestrator.config import get_settings
+from orchestrator.cli import remote
+from orchestrator.cli.common import console, context, fail
+from orchestrator.context import Context
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.service.auth import Role, create_token
 
@@ -26,37 +26,34 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 image_app = typer.Typer(help="The Node image build containers run.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(image_app, name="image")
-console = Console(stderr=True)
+remote.register(app)
 
 
-def _fail(exc: OrchestratorError) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(1)
+def _prepare(check_runtime: bool = True) -> Context:
+    """This process's context, the database migrated and Redis (and Docker) checked; exits
+    with the reason otherwise."""
+    from orchestrator.state.schema import migrate
 
-
-def _prepare(check_runtime: bool = True) -> None:
-    """Migrate the database and check Redis (and Docker); exit with the reason otherwise."""
-    from orchestrator.adapters.database import migrate
-    from orchestrator.adapters.redis_client import check_redis
-    from orchestrator.adapters.runtime import Runtime
-
+    ctx = context()
     try:
-        check_redis()
-        migrate()
+        ctx.check_redis()
+        migrate(ctx)
         if check_runtime:
-            Runtime(get_settings()).check()
+            ctx.runtime.check()
     except OrchestratorError as exc:
-        _fail(exc)
+        fail(exc)
+    return ctx
 
 
-def _isolate_builds() -> None:
+def _isolate_builds(ctx: Context) -> None:
+    from orchestrator.adapters.docker_runtime import DockerRuntime
     from orchestrator.adapters.firewall import ensure_host_isolation
-    from orchestrator.adapters.runtime import Runtime
 
     try:
-        Runtime(get_settings()).ensure_network()
+        assert isinstance(ctx.runtime, DockerRuntime)
+        ctx.runtime.ensure_network()
     except OrchestratorError as exc:
-        _fail(exc)
+        fail(exc)
     warning = ensure_host_isolation()
     if warning:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -68,10 +65,8 @@ def token_create(
     name: Annotated[str, typer.Option(help="Who the token is for")] = "",
 ) -> None:
     """Create an API token; prints it as the last line (it is not shown again)."""
-    from orchestrator.adapters.database import session_scope
-
-    _prepare(check_runtime=False)
-    with session_scope() as session:
+    ctx = _prepare(check_runtime=False)
+    with ctx.session() as session:
         record, token = create_token(session, role, name or f"{role.value} token")
     console.print(f"Created {role.value} token #{record.id} ({record.name}).")
     print(token)
@@ -85,8 +80,7 @@ def api(
     """Run the HTTP API."""
     import uvicorn
 
-    settings = get_settings()
-    _prepare(check_runtime=False)
+    settings = _prepare(check_runtime=False).settings
     uvicorn.run(
         "api.main:app",
         host=host or settings.api_host,
@@ -99,24 +93,23 @@ def api(
 @app.command()
 def worker() -> None:
     """Run a build worker: admits builds in priority order and runs them (RQ), one at a time."""
-    from orchestrator.adapters.database import get_engine
     from orchestrator.cli.worker import run
-    from orchestrator.scheduling.queue import reconcile
+    from orchestrator.scheduling.queue import RQJobs, reconcile
     from orchestrator.service.gc import collect
 
-    _prepare()
-    _isolate_builds()
+    ctx = _prepare()
+    _isolate_builds(ctx)
     try:
-        fixed = reconcile()
-        cleaned = collect(get_settings(), scheduled=True)
+        fixed = reconcile(ctx, RQJobs(ctx))
+        cleaned = collect(ctx, scheduled=True)
     except OrchestratorError as exc:
-        _fail(exc)
+        fail(exc)
     if fixed:
         console.print(f"Put back {len(fixed)} builds that the queue had lost.")
     for action in cleaned.actions:
         console.print(f"gc: {action.action} {action.target} ({action.reason})", markup=False, highlight=False)
-    get_engine().dispose()  # each job runs in a forked process: it opens its own connections
-    run(get_settings())
+    ctx.database.after_fork()  # each job runs in a forked process: it opens its own connections
+    run(ctx)
 
 
 @app.command()
@@ -129,16 +122,15 @@ def up(
     import uvicorn
     from sqlmodel import select
 
-    from orchestrator.adapters.database import get_engine, session_scope
     from orchestrator.state.models import ApiToken
 
-    settings = get_settings()
-    _prepare()
-    with session_scope() as session:
+    ctx = _prepare()
+    settings = ctx.settings
+    with ctx.session() as session:
         first_start = session.exec(select(ApiToken)).first() is None
         if first_start:
             _, token = create_token(session, Role.ADMIN, "first admin")
-    get_engine().dispose()
+    ctx.close()
     procs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker"]) for _ in range(workers)]
     address = f"http://{host or settings.api_host}:{port or settings.api_port}"
     console.print(f"[bold]API[/bold] {address}  (docs: {address}/docs), {workers} build workers")
@@ -185,17 +177,14 @@ def gc(
     cannot be reached."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from orchestrator.adapters.runtime import Runtime
     from orchestrator.service.gc import collect
 
-    settings = get_settings()
-    _prepare(check_runtime=False)
-    runtime = Runtime(settings)
+    ctx = _prepare(check_runtime=False)
     try:
-        runtime.ping()
-        report = collect(settings, dry_run=dry_run, runtime=runtime, idle_ttl=idle_ttl, max_age=max_age)
+        ctx.runtime.ping()
+        report = collect(ctx, dry_run=dry_run, idle_ttl=idle_ttl, max_age=max_age)
     except OrchestratorError as exc:
-        _fail(exc)
+        fail(exc)
     except SQLAlchemyError as exc:
         console.print(f"[red]error:[/red] the database cannot be reached: {exc}")
         raise typer.Exit(1) from exc
@@ -231,161 +220,21 @@ def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-ServerOption = Annotated[str | None, typer.Option(help="API address [env: ORCHESTRATOR_URL]")]
-TokenOption = Annotated[str | None, typer.Option(help="API token [env: ORCHESTRATOR_TOKEN]")]
-ENDED = ("running", "failed", "cancelled", "stopped")
-
-
-def _client(server: str | None, token: str | None):  # type: ignore[no-untyped-def]
-    from orchestrator.cli.client import ApiClient
-
-    settings = get_settings()
-    server = server or os.environ.get("ORCHESTRATOR_URL") or f"http://{settings.api_host}:{settings.api_port}"
-    try:
-        return ApiClient(server, token or os.environ.get("ORCHESTRATOR_TOKEN"))
-    except OrchestratorError as exc:
-        _fail(exc)
-
-
-def _print_outcome(final: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(final, indent=2))
-    elif final["status"] == "running":
-        console.print(f"[green]Preview live:[/green] {final['previewUrl']}")
-        print(final["previewUrl"])
-    else:
-        console.print(f"[red]Build {final['status']}:[/red] {final.get('error') or ''}")
-        for line in final.get("logs", [])[-15:]:
-            console.print(f"  {line}", markup=False, highlight=False)
-    if final["status"] != "running":
-        raise typer.Exit(1)
-
-
-@app.command()
-def submit(
-    path: Annotated[Path, typer.Argument(help="A project folder or a .zip")],
-    name: Annotated[str | None, typer.Option(help="Website name (default: from package.json)")] = None,
-    server: ServerOption = None,
-    token: TokenOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON only")] = False,
-) -> None:
-    """Upload a website and follow its build to a live preview (exit 0) or a failure (exit 1)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from orchestrator.cli.client import pack
-
-    with _client(server, token) as client:
-        try:
-            filename, payload = pack(path)
-            accepted = client.upload(filename, payload, name)
-            job = accepted["website"]["buildJobId"]
-            if not as_json:
-                console.print(
-                    f"Uploaded [bold]{accepted['website']['name']}[/bold] "
-                    f"({accepted['website']['type']}, {len(payload) // 1024} KB): build {job}"
-                )
-                columns = (
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    TextColumn("{task.percentage:>3.0f}%"),
-                    TimeElapsedColumn(),
-                )
-                with Progress(*columns, console=console, transient=True) as bar:
-                    task = bar.add_task("Queued", total=100)
-                    for kind, data in client.events(job):
-                        if kind == "log":
-                            bar.console.print(data["line"], markup=False, highlight=False)
-                        elif kind in ("progress", "status"):
-                            bar.update(
-                                task,
-                                completed=data.get("progress", 0),
-                                description=data.get("currentStep") or data.get("status", ""),
-                            )
-            else:
-                for _ in client.events(job):
-                    pass
-            final = client.status(job)
-        except OrchestratorError as exc:
-            _fail(exc)
-    _print_outcome(final, as_json)
-
-
-@app.command()
-def status(
-    job: Annotated[str | None, typer.Argument(help="A build id; none lists your websites")] = None,
-    server: ServerOption = None,
-    token: TokenOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-) -> None:
-    """Show a build, or list your websites with their newest build."""
-    from rich.table import Table
-
-    with _client(server, token) as client:
-        try:
-            found = client.status(job) if job else client.request("GET", "/api/websites")
-        except OrchestratorError as exc:
-            _fail(exc)
-    if as_json:
-        print(json.dumps(found, indent=2))
-        return
-    out = Console()
-    if job:
-        eta = found.get("estimatedTimeRemaining")
-        out.print(
-            f"[bold]{found['status']}[/bold] {found['progress']}% {found.get('currentStep') or ''}"
-            + (f" (about {eta:.0f} s left)" if eta else "")
-        )
-        for key in ("previewUrl", "error", "queuePosition"):
-            if found.get(key):
-                out.print(f"{key}: {found[key]}")
-        return
-    table = Table("website", "type", "status", "preview", "build")
-    for site in found:
-        table.add_row(
-            site["name"],
-            site["type"],
-            site.get("status") or "",
-            site.get("previewUrl") or "",
-            site.get("buildJobId") or "",
-        )
-    out.print(table)
-
-
-@app.command()
-def logs(
-    job: Annotated[str, typer.Argument(help="A build id")],
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing until the build ends")
-    ] = False,
-    server: ServerOption = None,
-    token: TokenOption = None,
-) -> None:
-    """Print a build's log (the newest lines kept); --follow streams it live."""
-    with _client(server, token) as client:
-        try:
-            if follow:
-                for kind, data in client.events(job):
-                    if kind == "log":
-                        print(data["line"], flush=True)
-            else:
-                for line in client.request("GET", f"/api/builds/{job}")["logs"]:
-                    print(line)
-        except OrchestratorError as exc:
-            _fail(exc)
-
-
 @image_app.command("build")
 def image_build(
     force: Annotated[bool, typer.Option(help="Rebuild even when the image is current")] = False,
 ) -> None:
     """Build the Node image unless it is already current."""
+    from orchestrator.adapters.docker_runtime import DockerRuntime
     from orchestrator.adapters.image import ensure_image
-    from orchestrator.adapters.runtime import Runtime
+    from orchestrator.config import Settings
 
-    settings = get_settings()
+    settings = Settings()
+    runtime = DockerRuntime(settings)
     try:
-        built = ensure_image(Runtime(settings), settings, force=force)
+        built = ensure_image(runtime, settings, force=force)
     except OrchestratorError as exc:
-        _fail(exc)
+        fail(exc)
+    finally:
+        runtime.close()
     console.print(f"{settings.node_image}: {'built' if built else 'current'}")
-

@@ -1,5 +1,6 @@
 """A build worker: RQ executes the builds; between jobs the worker runs a dispatch round
-(recover lost builds, admit the next one) and otherwise sleeps until woken."""
+(recover lost builds, admit the next one) and the scheduled gc, and otherwise sleeps until
+woken (docs/architecture.md says why the round runs beside RQ's own loop)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,25 @@ import logging
 import signal
 from types import FrameType
 
-from redis import Redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from orchestrator.adapters.redis_client import get_redis
-from orchestrator.adapters.runtime import Runtime
-from orchestrator.config import Settings
+from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.scheduling.dispatcher import dispatch_round
-from orchestrator.scheduling.queue import get_queue
+from orchestrator.scheduling.queue import RQJobs, get_queue
 from orchestrator.service.gc import collect
 
 log = logging.getLogger(__name__)
 
 
-def scheduled_gc(settings: Settings, runtime: Runtime, redis: Redis) -> None:
+def scheduled_gc(ctx: Context) -> None:
     """Run gc when this installation's interval has passed: whichever worker gets there first
-    runs it (a Redis key set NX expiring after the interval), the others skip."""
-    if settings.gc_interval <= 0:
+    runs it, the others skip."""
+    interval = ctx.settings.gc_interval
+    if interval <= 0 or not ctx.stores.signals.gc_due(interval):
         return
-    if not redis.set(defaults.GC_SCHEDULE_KEY, "1", nx=True, ex=settings.gc_interval):
-        return
-    report = collect(settings, runtime=runtime, scheduled=True)
+    report = collect(ctx, scheduled=True)
     for action in report.actions:
         log.info("gc: %s %s (%s)", action.action, action.target, action.reason)
 
@@ -45,19 +42,29 @@ class _Stop:
         signal.signal(signal.SIGINT, self)
 
 
-def run(settings: Settings) -> None:
-    """Work until SIGTERM/SIGINT: a build in progress is finished first (RQ's warm shutdown)."""
-    redis, queue, runtime = get_redis(), get_queue(), Runtime(settings)
-    worker = Worker([queue], connection=redis, serializer=JSONSerializer)
+class BuildWorker(Worker):
+    """RQ's worker, telling this loop when RQ's own handler received a stop signal."""
+
     stop = _Stop()
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop.requested = True
+        super().request_stop(signum, frame)
+
+
+def run(ctx: Context) -> None:
+    """Work until SIGTERM/SIGINT: a build in progress is finished first (RQ's warm shutdown)."""
+    jobs, queue = RQJobs(ctx), get_queue(ctx)
+    worker = BuildWorker([queue], connection=ctx.redis, serializer=JSONSerializer)
+    stop = worker.stop
     stop.install()
     while not stop.requested:
         try:
-            dispatch_round(settings, runtime, redis)
+            dispatch_round(ctx, jobs)
         except Exception:  # noqa: BLE001 - a failed round is logged and tried again
             log.exception("dispatch round failed")
         try:
-            scheduled_gc(settings, runtime, redis)
+            scheduled_gc(ctx)
         except Exception:  # noqa: BLE001 - the next interval tries again
             log.exception("scheduled gc failed")
         if stop.requested:
@@ -66,8 +73,8 @@ def run(settings: Settings) -> None:
             # One job, then back here. RQ has its own signal handlers meanwhile: a SIGTERM
             # lets the build finish (warm shutdown), then this loop ends.
             worker.work(burst=True, max_jobs=1, logging_level="INFO")
-            if worker._stop_requested or worker._shutdown_requested_date:
+            if stop.requested:
                 break
             stop.install()
         else:
-            redis.blpop([defaults.WAKE_KEY], timeout=defaults.DISPATCH_INTERVAL)
+            ctx.stores.signals.wait_for_wake(defaults.DISPATCH_INTERVAL)

@@ -1,19 +1,24 @@
 """Admission: which waiting build starts next, under the global and per-user limits.
 
-Builds wait in a Redis sorted set scored by orchestrator.core.priority (lowest first). ``admit``
-is one Lua script, so that any number of workers and API processes can admit at once
+Builds wait in a sorted set scored by orchestrator.core.priority (lowest first). ``admit`` is
+one Lua script in Redis, so that any number of workers and API processes can admit at once
 without ever exceeding a limit: it moves the first waiting build whose owner is under the
 per-user limit into the active hash, if the active hash is under the global limit.
+
+A build retried after an infrastructure fault is *deferred*: it waits for admission again only
+once its back-off is over (``due`` moves it back, at its old place).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis import Redis
 
-from orchestrator.core import defaults
+from orchestrator.coordination import keys
 
 _ADMIT = """
 local limit, per_user = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -34,66 +39,184 @@ return false
 """
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 @dataclass(frozen=True)
-class Limits:
+class SlotLimits:
     building: int
     per_user: int
 
 
-class Admission:
+class Admission(Protocol):
+    def add(self, build_id: str, owner_id: int | str, score: float) -> None:
+        """Put a build in the waiting set (again: it keeps the place its score gives it)."""
+
+    def admit(self, limits: SlotLimits) -> str | None:
+        """Move the next admissible build to the active set; None when none may start."""
+
+    def withdraw(self, build_id: str) -> bool:
+        """Take a build out of the waiting set; True when it was waiting there."""
+
+    def release(self, build_id: str) -> None:
+        """A build left the active set (live, failed, cancelled)."""
+
+    def defer(self, build_id: str, owner_id: int | str, score: float, until: float) -> None:
+        """Wait for admission again only from ``until`` (a retry backing off)."""
+
+    def due(self, now: float) -> list[str]:
+        """Move the deferred builds whose time came into the waiting set; returns them."""
+
+    def position(self, build_id: str) -> int | None:
+        """1 for the next build to be admitted; None when not waiting."""
+
+    def waiting(self, count: int = 1000) -> list[str]: ...
+
+    def active(self) -> dict[str, str]: ...
+
+    def owners(self, build_ids: list[str]) -> dict[str, str]: ...
+
+
+class RedisAdmission:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._admit = redis.register_script(_ADMIT)
 
-    def add(self, build_id: str, owner_id: int, score: float) -> None:
-        """Put a build in the waiting set (again: it keeps the place its score gives it)."""
+    def _wake(self, pipe: Any) -> None:
+        pipe.rpush(keys.WAKE, "1")
+        pipe.ltrim(keys.WAKE, -100, -1)
+
+    def add(self, build_id: str, owner_id: int | str, score: float) -> None:
         pipe = self.redis.pipeline()
-        pipe.hset(defaults.WAITING_OWNERS_KEY, build_id, str(owner_id))
-        pipe.zadd(defaults.WAITING_KEY, {build_id: score})
-        pipe.rpush(defaults.WAKE_KEY, "1")
-        pipe.ltrim(defaults.WAKE_KEY, -100, -1)
+        pipe.hset(keys.WAITING_OWNERS, build_id, str(owner_id))
+        pipe.zadd(keys.WAITING, {build_id: score})
+        self._wake(pipe)
         pipe.execute()
 
-    def admit(self, limits: Limits) -> str | None:
-        """Move the next admissible build to the active set; None when none may start."""
-        keys = [defaults.WAITING_KEY, defaults.WAITING_OWNERS_KEY, defaults.ACTIVE_KEY]
-        found = self._admit(keys=keys, args=[limits.building, limits.per_user])
-        return _text(found) if found else None
+    def admit(self, limits: SlotLimits) -> str | None:
+        found = self._admit(
+            keys=[keys.WAITING, keys.WAITING_OWNERS, keys.ACTIVE], args=[limits.building, limits.per_user]
+        )
+        return keys.text(found) if found else None
 
     def withdraw(self, build_id: str) -> bool:
-        """Take a build out of the waiting set; True when it was waiting there."""
         pipe = self.redis.pipeline()
-        pipe.zrem(defaults.WAITING_KEY, build_id)
-        pipe.hdel(defaults.WAITING_OWNERS_KEY, build_id)
-        return bool(pipe.execute()[0])
+        pipe.zrem(keys.WAITING, build_id)
+        pipe.hdel(keys.WAITING_OWNERS, build_id)
+        pipe.zrem(keys.DEFERRED, build_id)
+        pipe.hdel(keys.DEFERRED_OWNERS, build_id)
+        removed = pipe.execute()
+        return bool(removed[0] or removed[2])
 
     def release(self, build_id: str) -> None:
-        """A build left the active set (live, failed, cancelled): wake a worker for its slot."""
         pipe = self.redis.pipeline()
-        pipe.hdel(defaults.ACTIVE_KEY, build_id)
-        pipe.rpush(defaults.WAKE_KEY, "1")
-        pipe.ltrim(defaults.WAKE_KEY, -100, -1)
+        pipe.hdel(keys.ACTIVE, build_id)
+        self._wake(pipe)
         pipe.execute()
 
+    def defer(self, build_id: str, owner_id: int | str, score: float, until: float) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.DEFERRED_OWNERS, build_id, json.dumps([str(owner_id), score]))
+        pipe.zadd(keys.DEFERRED, {build_id: until})
+        pipe.execute()
+
+    def due(self, now: float) -> list[str]:
+        moved = []
+        for raw in self.redis.zrangebyscore(keys.DEFERRED, "-inf", now):  # type: ignore[union-attr]
+            build_id = keys.text(raw) or ""  # type: ignore[arg-type]
+            entry = keys.text(self.redis.hget(keys.DEFERRED_OWNERS, build_id))  # type: ignore[arg-type]
+            if self.redis.zrem(keys.DEFERRED, build_id) and entry is not None:  # one mover wins
+                owner, score = json.loads(entry)
+                self.redis.hdel(keys.DEFERRED_OWNERS, build_id)
+                self.add(build_id, owner, float(score))
+                moved.append(build_id)
+        return moved
+
     def position(self, build_id: str) -> int | None:
-        """1 for the next build to be admitted; None when not waiting."""
-        rank: Any = self.redis.zrank(defaults.WAITING_KEY, build_id)
+        rank: Any = self.redis.zrank(keys.WAITING, build_id)
         return None if rank is None else int(rank) + 1
 
     def waiting(self, count: int = 1000) -> list[str]:
-        found: Any = self.redis.zrange(defaults.WAITING_KEY, 0, count - 1)
-        return [_text(b) for b in found]
+        found: Any = self.redis.zrange(keys.WAITING, 0, count - 1)
+        return [keys.text(b) or "" for b in found]
 
     def active(self) -> dict[str, str]:
-        found: Any = self.redis.hgetall(defaults.ACTIVE_KEY)
-        return {_text(k): _text(v) for k, v in found.items()}
+        found: Any = self.redis.hgetall(keys.ACTIVE)
+        return {keys.text(k) or "": keys.text(v) or "" for k, v in found.items()}
 
     def owners(self, build_ids: list[str]) -> dict[str, str]:
         if not build_ids:
             return {}
-        values: Any = self.redis.hmget(defaults.WAITING_OWNERS_KEY, build_ids)
-        return {b: _text(v) for b, v in zip(build_ids, values, strict=True) if v is not None}
+        values: Any = self.redis.hmget(keys.WAITING_OWNERS, build_ids)
+        return {b: keys.text(v) or "" for b, v in zip(build_ids, values, strict=True) if v is not None}
+
+
+class MemoryAdmission:
+    """The same rules over dicts, under one lock (one process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, tuple[float, str]] = {}
+        self._active: dict[str, str] = {}
+        self._deferred: dict[str, tuple[float, str, float]] = {}
+        self.wakes = 0
+
+    def _order(self) -> list[str]:
+        return [b for b, _ in sorted(self._waiting.items(), key=lambda item: (item[1][0], item[0]))]
+
+    def add(self, build_id: str, owner_id: int | str, score: float) -> None:
+        with self._lock:
+            self._waiting[build_id] = (score, str(owner_id))
+            self.wakes += 1
+
+    def admit(self, limits: SlotLimits) -> str | None:
+        with self._lock:
+            if len(self._active) >= limits.building:
+                return None
+            counts: dict[str, int] = {}
+            for owner in self._active.values():
+                counts[owner] = counts.get(owner, 0) + 1
+            for build_id in self._order()[:1000]:
+                owner = self._waiting[build_id][1]
+                if counts.get(owner, 0) < limits.per_user:
+                    del self._waiting[build_id]
+                    self._active[build_id] = owner
+                    return build_id
+            return None
+
+    def withdraw(self, build_id: str) -> bool:
+        with self._lock:
+            waited = self._waiting.pop(build_id, None) is not None
+            deferred = self._deferred.pop(build_id, None) is not None
+            return waited or deferred
+
+    def release(self, build_id: str) -> None:
+        with self._lock:
+            self._active.pop(build_id, None)
+            self.wakes += 1
+
+    def defer(self, build_id: str, owner_id: int | str, score: float, until: float) -> None:
+        with self._lock:
+            self._deferred[build_id] = (until, str(owner_id), score)
+
+    def due(self, now: float) -> list[str]:
+        with self._lock:
+            ready = sorted(b for b, (until, _, _) in self._deferred.items() if until <= now)
+            entries = {b: self._deferred.pop(b) for b in ready}
+        for build_id, (_, owner, score) in entries.items():
+            self.add(build_id, owner, score)
+        return ready
+
+    def position(self, build_id: str) -> int | None:
+        with self._lock:
+            order = self._order()
+        return order.index(build_id) + 1 if build_id in order else None
+
+    def waiting(self, count: int = 1000) -> list[str]:
+        with self._lock:
+            return self._order()[:count]
+
+    def active(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._active)
+
+    def owners(self, build_ids: list[str]) -> dict[str, str]:
+        with self._lock:
+            return {b: self._waiting[b][1] for b in build_ids if b in self._waiting}

@@ -1,8 +1,9 @@
-"""A build's events — status changes, progress changes, log lines — in one Redis stream.
+"""A build's events — status changes, progress changes, log lines — in one ordered stream.
 
-Workers append (``publish``); the API follows the stream for any number of watchers, in any
-process (``follow``). Stream entry ids are the events' ids: a client that reconnects with
-``Last-Event-ID`` resumes right after the last event it saw, and sees nothing twice.
+Workers append (``publish``); the API follows the stream for any number of watchers
+(``follow``). Entry ids are the events' ids: a client that reconnects with ``Last-Event-ID``
+resumes right after the last event it saw, and sees nothing twice. In Redis the stream is a
+Redis stream (shared by every process); in memory, a list per build (one process, tests).
 """
 
 from __future__ import annotations
@@ -10,25 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
-from orchestrator.core import defaults
+from orchestrator.coordination import keys
+from orchestrator.core.status import END_STATUSES, EventType
 
 log = logging.getLogger(__name__)
 
-STATUS, PROGRESS, LOG = "status", "progress", "log"
-END_STATUSES = frozenset({"running", "failed", "cancelled", "stopped"})
-"""A build's stream ends with one of these: the preview is live, or the build is over."""
-
-
-def stream_key(build_id: str) -> str:
-    return defaults.EVENTS_KEY + build_id
+IsOver = Callable[[], Awaitable[dict[str, Any] | None]]
+"""Returns the build's final status event when the database says it is over, else None: a
+stream that lost its end (expired, or a worker died) still ends."""
 
 
 @dataclass(frozen=True)
@@ -39,76 +38,146 @@ class Event:
 
     @property
     def ends_stream(self) -> bool:
-        return self.type == STATUS and self.data.get("status") in END_STATUSES
+        return self.type == EventType.STATUS and self.data.get("status") in END_STATUSES
 
 
-def publish(redis: Redis, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Append events in order. A Redis failure is logged, never raised: the database stays the
-    record of the build, and polling still works."""
-    key = stream_key(build_id)
-    try:
-        pipe = redis.pipeline(transaction=False)
-        ends = False
-        for kind, data in events:
-            pipe.xadd(
-                key, {"type": kind, "data": json.dumps(data)}, maxlen=defaults.EVENTS_KEPT, approximate=True
-            )
-            ends = ends or (kind == STATUS and data.get("status") in END_STATUSES)
-        if ends:
-            pipe.expire(key, defaults.EVENTS_TTL)
-        pipe.execute()
-    except RedisError as exc:
-        log.warning("could not publish events of build %s: %s", build_id, exc)
+def _ends(kind: str, data: dict[str, Any]) -> bool:
+    return kind == EventType.STATUS and data.get("status") in END_STATUSES
 
 
-def _decode(entry_id: Any, fields: Any) -> Event:
-    def text(value: Any) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
+class Events(Protocol):
+    def publish(self, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Append events in order. A failure is logged, never raised: the database stays the
+        record of the build, and polling still works."""
 
-    values = {text(k): text(v) for k, v in fields.items()}
-    return Event(text(entry_id), values.get("type", LOG), json.loads(values.get("data", "{}")))
+    def read(self, build_id: str, after: str | None = None) -> list[Event]:
+        """The events after ``after`` (all when None), as they are now."""
+
+    def follow(
+        self, build_id: str, after: str | None, is_over: IsOver, poll_seconds: float = 5.0
+    ) -> AsyncIterator[Event]:
+        """The events after ``after`` until one ends the stream (or ``is_over`` says so)."""
 
 
-async def follow(
-    redis: AsyncRedis,
-    build_id: str,
+async def _follow(
+    read: Callable[[str], Awaitable[list[Event]]],
+    wait: Callable[[str], Awaitable[list[Event]]],
     after: str | None,
-    is_over: Callable[[], Awaitable[dict[str, Any] | None]],
-    poll_seconds: float = 5.0,
+    is_over: IsOver,
 ) -> AsyncIterator[Event]:
-    """The build's events after ``after`` (all of them when None), until one ends the stream.
-
-    ``is_over`` returns the build's final status event data when the database says the build
-    is over (or None): a stream that lost its end (expired, or a worker died) still ends.
-    """
-    key = stream_key(build_id)
+    """The following both stores share: ``read(cursor)`` returns what is there now, ``wait(cursor)``
+    what comes within one poll (maybe nothing)."""
     cursor = after or "0-0"
     final = await is_over()
     if final is not None:  # nothing more will come: what is left, then the end
-        rest: Any = await redis.xrange(key, min=f"({cursor}", count=defaults.EVENTS_KEPT)
-        for entry_id, fields in rest or []:
-            event = _decode(entry_id, fields)
+        for event in await read(cursor):
             yield event
             if event.ends_stream:
                 return
-        yield Event(None, STATUS, final)
+        yield Event(None, EventType.STATUS, final)
         return
     while True:
-        try:
-            found: Any = await redis.xread({key: cursor}, count=500, block=int(poll_seconds * 1000))
-        except RedisError as exc:
-            log.warning("could not read events of build %s: %s", build_id, exc)
-            found = []
-            await asyncio.sleep(poll_seconds)
-        for _key, entries in found or []:
-            for entry_id, fields in entries:
-                event = _decode(entry_id, fields)
-                cursor = event.id or cursor
-                yield event
-                if event.ends_stream:
-                    return
+        found = await wait(cursor)
+        for event in found:
+            cursor = event.id or cursor
+            yield event
+            if event.ends_stream:
+                return
         if not found:
             final = await is_over()
             if final is not None:
-                yield Event(None, STATUS, final)
+                yield Event(None, EventType.STATUS, final)
                 return
+
+
+class RedisEvents:
+    def __init__(self, redis: Redis, async_redis: Callable[[], AsyncRedis]) -> None:
+        self.redis = redis
+        self.async_redis = async_redis
+        """The asyncio client (made on first use, in the API's event loop)."""
+
+    def publish(self, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        key = keys.EVENTS + build_id
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            ends = False
+            for kind, data in events:
+                pipe.xadd(
+                    key, {"type": kind, "data": json.dumps(data)}, maxlen=keys.EVENTS_KEPT, approximate=True
+                )
+                ends = ends or _ends(kind, data)
+            if ends:
+                pipe.expire(key, keys.EVENTS_TTL)
+            pipe.execute()
+        except RedisError as exc:
+            log.warning("could not publish events of build %s: %s", build_id, exc)
+
+    @staticmethod
+    def _decode(entry_id: Any, fields: Any) -> Event:
+        values = {keys.text(k): keys.text(v) for k, v in fields.items()}
+        return Event(
+            keys.text(entry_id), values.get("type") or EventType.LOG, json.loads(values.get("data") or "{}")
+        )
+
+    def read(self, build_id: str, after: str | None = None) -> list[Event]:
+        found: Any = self.redis.xrange(keys.EVENTS + build_id, min=f"({after}" if after else "-")
+        return [self._decode(i, f) for i, f in found or []]
+
+    def follow(
+        self, build_id: str, after: str | None, is_over: IsOver, poll_seconds: float = 5.0
+    ) -> AsyncIterator[Event]:
+        key = keys.EVENTS + build_id
+        redis = self.async_redis()
+
+        async def read(cursor: str) -> list[Event]:
+            rest: Any = await redis.xrange(key, min=f"({cursor}", count=keys.EVENTS_KEPT)
+            return [self._decode(i, f) for i, f in rest or []]
+
+        async def wait(cursor: str) -> list[Event]:
+            try:
+                found: Any = await redis.xread({key: cursor}, count=500, block=int(poll_seconds * 1000))
+            except RedisError as exc:
+                log.warning("could not read events of build %s: %s", build_id, exc)
+                await asyncio.sleep(poll_seconds)
+                return []
+            return [self._decode(i, f) for _key, entries in found or [] for i, f in entries]
+
+        return _follow(read, wait, after, is_over)
+
+
+class MemoryEvents:
+    """Events in lists, ids ``<n>-0`` like a Redis stream's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[str, list[Event]] = {}
+        self._next = 0
+
+    def publish(self, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        with self._lock:
+            stream = self._streams.setdefault(build_id, [])
+            for kind, data in events:
+                self._next += 1
+                stream.append(Event(f"{self._next}-0", kind, json.loads(json.dumps(data))))
+            del stream[: -keys.EVENTS_KEPT]
+
+    def read(self, build_id: str, after: str | None = None) -> list[Event]:
+        position = int((after or "0-0").split("-")[0])
+        with self._lock:
+            return [e for e in self._streams.get(build_id, []) if int((e.id or "0").split("-")[0]) > position]
+
+    def follow(
+        self, build_id: str, after: str | None, is_over: IsOver, poll_seconds: float = 5.0
+    ) -> AsyncIterator[Event]:
+        async def read(cursor: str) -> list[Event]:
+            return self.read(build_id, cursor)
+
+        async def wait(cursor: str) -> list[Event]:
+            deadline = asyncio.get_running_loop().time() + poll_seconds
+            while True:
+                found = self.read(build_id, cursor)
+                if found or asyncio.get_running_loop().time() >= deadline:
+                    return found
+                await asyncio.sleep(min(0.01, poll_seconds))
+
+        return _follow(read, wait, after, is_over)

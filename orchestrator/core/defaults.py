@@ -1,4 +1,5 @@
-"""Every name, key, label and default limit the orchestrator uses, in one place.
+"""Every name, label and default limit the orchestrator uses, in one place (Redis keys:
+orchestrator.coordination.keys).
 
 Settings that an operator may change live in :mod:`orchestrator.config` and take
 their defaults from here.
@@ -22,46 +23,6 @@ BUILD_BRIDGE = "wob0"
 QUEUE_NAME = "builds"
 """RQ queue that carries build jobs."""
 
-REDIS_PREFIX = "website-orchestrator:"
-"""Prefix of the orchestrator's own Redis keys (RQ keeps its own ``rq:`` keys)."""
-
-PORT_KEY = REDIS_PREFIX + "port:"
-"""``PORT_KEY + str(port)`` holds the id of the build that owns that host port."""
-
-EVENTS_KEY = REDIS_PREFIX + "events:"
-"""``EVENTS_KEY + build_id`` is the Redis stream of one build's events (status, progress, logs)."""
-
-EVENTS_KEPT = 5000
-"""Events kept in one build's stream (older ones are trimmed; the database keeps the record)."""
-
-EVENTS_TTL = 7 * 24 * 3600
-"""Seconds a finished build's event stream is kept."""
-
-WAITING_KEY = REDIS_PREFIX + "waiting"
-"""Sorted set of builds waiting for admission; the lowest score goes first (see priority.py)."""
-
-WAITING_OWNERS_KEY = REDIS_PREFIX + "waiting-owners"
-"""Hash: waiting build id → owner id (for the per-user limit)."""
-
-ACTIVE_KEY = REDIS_PREFIX + "active"
-"""Hash: admitted build id → owner id. Its size is the number of builds in progress."""
-
-HEARTBEAT_KEY = REDIS_PREFIX + "heartbeat:"
-"""``HEARTBEAT_KEY + build_id`` exists while a live worker runs the build."""
-
-CANCEL_KEY = REDIS_PREFIX + "cancel:"
-"""``CANCEL_KEY + build_id`` holds who asked to cancel a build in progress."""
-
-WAKE_KEY = REDIS_PREFIX + "wake"
-"""List pushed to wake idle workers: a build was queued or a slot came free."""
-
-ACTIVITY_KEY = REDIS_PREFIX + "activity"
-"""Hash: live build id → JSON {"counter", "activeAt"}: the preview's traffic counter when last
-read, and when it last moved (see lifecycle.py)."""
-
-GC_SCHEDULE_KEY = REDIS_PREFIX + "gc-scheduled"
-"""Set (NX, expiring after the gc interval) by the worker that runs the scheduled gc: one run
-per interval whatever the number of workers."""
 
 IDLE_TTL = 30 * 60
 """Seconds without traffic after which a preview is stopped."""
@@ -76,11 +37,6 @@ to its address just before the switch."""
 DEPS_REPOSITORY = "website-orchestrator/deps"
 """Repository of dependency-cache images; the tag is ``<instance>-<cache key>``."""
 
-DEPS_USED_KEY = REDIS_PREFIX + "deps-used"
-"""Sorted set: dependency-cache key → when a build last used it (for LRU eviction)."""
-
-DEPS_FILL_LOCK = REDIS_PREFIX + "deps-fill:"
-"""``DEPS_FILL_LOCK + key``: held while one build fills that cache entry; others wait for it."""
 
 DEPS_CACHE_MB = 10 * 1024
 """Disk the dependency cache may use before gc evicts the least recently used entries."""
@@ -91,11 +47,6 @@ REUSE_SECONDS = 24 * 3600
 GC_INTERVAL = 60
 """Seconds between two scheduled gc runs inside the service (0: never)."""
 
-HEARTBEAT_SECONDS = 5
-"""How often a running build refreshes its heartbeat."""
-
-HEARTBEAT_TTL = 20
-"""A build whose heartbeat is older than this has lost its worker."""
 
 DISPATCH_INTERVAL = 2.0
 """Seconds an idle worker waits for a wake-up before it looks at the queue again."""
@@ -109,9 +60,6 @@ PRIORITY_RANGES = {"user": (0, 4, 2), "admin": (0, 10, 6)}
 MAX_ATTEMPTS = 3
 """Attempts of a build whose failures are the infrastructure's (lost worker, engine down)."""
 
-MIGRATION_LOCK_KEY = REDIS_PREFIX + "migrate-lock"
-"""Redis lock taken while the database schema is migrated, so that processes starting
-together do not migrate twice."""
 
 PREVIEW_PORT_RANGE = (41000, 41999)
 """Host ports handed to previews, both ends included."""

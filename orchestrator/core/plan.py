@@ -15,6 +15,7 @@ from typing import Any
 
 from orchestrator.core.exceptions import InvalidUpload
 from orchestrator.core.installs import InstallPlan, plan_install
+from orchestrator.core.status import StepName
 
 
 class ProjectType(StrEnum):
@@ -23,7 +24,7 @@ class ProjectType(StrEnum):
 
 
 @dataclass(frozen=True)
-class Step:
+class StepInfo:
     name: str
     label: str
     """The ``currentStep`` text a user sees."""
@@ -33,15 +34,15 @@ class Step:
     """What runs in the step, as a sentence names it ("the type check ran out of memory")."""
 
 
-STEPS: tuple[Step, ...] = (
-    Step("extract", "Extracting files", 10, "extraction"),
-    Step("install", "Installing dependencies", 30, "the install"),
-    Step("lifecycle", "Running the project's install scripts", 50, "the install scripts"),
-    Step("typecheck", "Type checking", 60, "the type check"),
-    Step("serve", "Starting the development server", 80, "the development server"),
+STEPS: tuple[StepInfo, ...] = (
+    StepInfo(StepName.EXTRACT, "Extracting files", 10, "extraction"),
+    StepInfo(StepName.INSTALL, "Installing dependencies", 30, "the install"),
+    StepInfo(StepName.INSTALL_SCRIPTS, "Running the project's install scripts", 50, "the install scripts"),
+    StepInfo(StepName.TYPECHECK, "Type checking", 60, "the type check"),
+    StepInfo(StepName.SERVE, "Starting the development server", 80, "the development server"),
 )
-STEP_BY_NAME = {s.name: s for s in STEPS}
-READY = Step("ready", "Ready", 100, "the preview")
+STEP_BY_NAME: dict[str, StepInfo] = {s.name: s for s in STEPS}
+READY = StepInfo("ready", "Ready", 100, "the preview")
 
 TYPE_CHECKERS = frozenset({"tsc", "vue-tsc", "svelte-check", "tsgo"})
 """Programs recognised as the type-checking part of a ``build`` script."""

@@ -14,6 +14,9 @@ with the defaults (priorities 0-10, A = 30 s), 300 s.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Protocol
+
 from orchestrator.core import defaults
 
 
@@ -35,3 +38,13 @@ def base_priority(role: str, requested: int | None) -> int:
     if requested is None:
         return default
     return max(low, min(high, requested))
+
+
+class Queued(Protocol):
+    created_at: datetime
+    priority: int
+
+
+def build_score(build: Queued, aging_seconds: float) -> float:
+    """A build's score in the waiting set, from its arrival and priority."""
+    return score(build.created_at.timestamp(), build.priority, aging_seconds)

@@ -1,5 +1,5 @@
 """Is there room on this host for one more build? (The decision is plain code; the snapshot
-comes from psutil and the containers' own memory use.)
+comes from orchestrator.adapters.host and the containers' own memory use.)
 
 A build that finds the host short **waits** (stays queued with the reason) and starts when
 room frees up; it never fails for it. Running previews count by the memory they really use,
@@ -9,11 +9,12 @@ builds in progress by their limit (npm grows up to it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import psutil
-
-from orchestrator.config import Settings
 from orchestrator.core.defaults import LABEL_NAMESPACE
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
 
 MB = 1024 * 1024
 
@@ -65,8 +66,3 @@ def shortage(snapshot: Snapshot, settings: Settings) -> str | None:
     if snapshot.cpu_percent > settings.max_cpu_percent:
         return f"waiting for resources: CPU {snapshot.cpu_percent:.0f}% busy"
     return None
-
-
-def host_usage() -> tuple[float, float]:
-    """Host memory use (%) and CPU use (%) since the previous call in this process."""
-    return psutil.virtual_memory().percent, psutil.cpu_percent(interval=None)

@@ -12,6 +12,7 @@ live and has been taken down (idle, replaced, deleted...).
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypedDict
 
 from orchestrator.core.exceptions import InvalidTransition
 
@@ -53,3 +54,52 @@ def check_transition(current: Status | str, new: Status | str) -> Status:
     if not can_transition(current, new):
         raise InvalidTransition(f"a build cannot go from {current} to {new}")
     return Status(new)
+
+
+END_STATUSES = frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.STOPPED})
+"""A build's event stream ends with one of these: the preview is live, or the build is over."""
+
+
+class StepName(StrEnum):
+    """The steps of a build, in the order they start (orchestrator.core.plan.STEPS)."""
+
+    EXTRACT = "extract"
+    INSTALL = "install"
+    INSTALL_SCRIPTS = "lifecycle"
+    """The project's own install scripts (npm's lifecycle scripts), in its build container."""
+    TYPECHECK = "typecheck"
+    SERVE = "serve"
+
+
+class Outcome(StrEnum):
+    """How a step went, as its record says."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CACHED = "cached"
+    """Its result was in the dependency cache."""
+    REUSED = "reused"
+    """Its result came from an identical earlier build."""
+    STOPPED = "stopped"
+    """It ran beside a step that failed, and was stopped."""
+    CANCELLED = "cancelled"
+
+
+DONE_OUTCOMES = frozenset({Outcome.OK, Outcome.SKIPPED, Outcome.CACHED, Outcome.REUSED})
+"""Outcomes of a step that is over and did not fail (what estimates learn from)."""
+
+
+class StepRecord(TypedDict, total=False):
+    """One step in ``BuildJob.steps``: ISO times and its outcome."""
+
+    startedAt: str | None
+    endedAt: str | None
+    status: str
+
+
+class EventType(StrEnum):
+    STATUS = "status"
+    PROGRESS = "progress"
+    LOG = "log"

@@ -8,32 +8,24 @@ containers are created from that image: node_modules is there at once, and whate
 does to it (its postinstall, Vite's cache) lands in that container's own copy-on-write layer.
 An image never changes once committed, so one user's build cannot alter what another's receives.
 
-Last use is kept in a Redis sorted set; gc evicts the least recently used entries beyond the
-disk budget (an image a live container uses is never removed).
+Last use is kept in the cache index (orchestrator.coordination.cache_index); gc evicts the
+least recently used entries beyond the disk budget (an image a live container uses is never
+removed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from redis import Redis
-from redis.exceptions import LockError, RedisError
-
-from orchestrator.adapters.runtime import KIND_DEPS, Runtime
+from orchestrator.adapters.runtime import KIND_DEPS
 from orchestrator.config import Settings
+from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.installs import Candidate
 
 _NS = defaults.LABEL_NAMESPACE
-
-LOCK_SECONDS = 15
-"""A fill lock not renewed for this long is free again (its holder died)."""
 
 
 def image_ref(settings: Settings, key: str) -> str:
@@ -64,49 +56,22 @@ def least_recently_used(entries: list[Entry], budget_bytes: int) -> list[Entry]:
 
 
 class DependencyCache:
-    def __init__(self, settings: Settings, runtime: Runtime, redis: Redis) -> None:
-        self.settings, self.runtime, self.redis = settings, runtime, redis
+    def __init__(self, ctx: Context) -> None:
+        self.settings, self.runtime, self.index = ctx.settings, ctx.runtime, ctx.stores.cache
 
     def lookup(self, key: str) -> str | None:
         """The image holding this key's node_modules, marked as just used; None on a miss."""
         ref = image_ref(self.settings, key)
         if self.runtime.image(ref) is None:
             return None
-        self.redis.zadd(defaults.DEPS_USED_KEY, {key: time.time()})
+        self.index.touch(key)
         return ref
 
-    @contextmanager
-    def filling(self, key: str, timeout: float) -> Iterator[None]:
+    def filling(self, key: str, timeout: float) -> contextlib.AbstractContextManager[None]:
         """Held while one build fills ``key``: a build with the same dependencies waits for it
-        and then finds a hit, instead of installing the same packages again.
-
-        The lock expires LOCK_SECONDS after its holder stops renewing it (a worker killed
-        mid-install), so that the next build does not wait for a fill nobody is doing."""
-        lock = self.redis.lock(
-            defaults.DEPS_FILL_LOCK + key,
-            timeout=LOCK_SECONDS,
-            blocking_timeout=timeout + 60,
-            thread_local=False,  # renewed from another thread
-        )
-        acquired = lock.acquire()
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(LOCK_SECONDS / 3):
-                with contextlib.suppress(RedisError):
-                    lock.reacquire()
-
-        renewer = threading.Thread(target=renew, name=f"fill-lock-{key[:8]}", daemon=True)
-        if acquired:
-            renewer.start()
-        try:
-            yield
-        finally:
-            done.set()
-            if acquired:
-                renewer.join()
-                with contextlib.suppress(LockError):
-                    lock.release()
+        and then finds a hit, instead of installing the same packages again (the lock is free
+        soon after its holder died: orchestrator.coordination.cache_index)."""
+        return self.index.filling(key, timeout)
 
     def save(self, filler_id: str, key: str, build_id: str, described: Candidate | None = None) -> str:
         """Commit a filler container that installed successfully as the entry for ``key``;
@@ -130,7 +95,7 @@ class DependencyCache:
                 }
             )
         self.runtime.commit(filler_id, repository, tag, image_labels)
-        self.redis.zadd(defaults.DEPS_USED_KEY, {key: time.time()})
+        self.index.touch(key)
         return ref
 
     def candidates(self) -> list[Candidate]:
@@ -169,7 +134,7 @@ class DependencyCache:
         ):
             image_labels = image.get("Labels") or {}
             key = image_labels.get(f"{_NS}.deps-key", "")
-            used = self.redis.zscore(defaults.DEPS_USED_KEY, key)
+            used = self.index.last_used(key)
             found.append(
                 Entry(
                     key=key,
@@ -190,5 +155,5 @@ class DependencyCache:
         """Remove an entry; False when a live container still runs from it."""
         if not self.runtime.remove_image(entry.ref):
             return False
-        self.redis.zrem(defaults.DEPS_USED_KEY, entry.key)
+        self.index.forget(entry.key)
         return True

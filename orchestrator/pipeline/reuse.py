@@ -14,8 +14,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from orchestrator.adapters.database import session_scope
-from orchestrator.config import Settings
+from orchestrator.context import Context
 from orchestrator.core.expiry import StopReason
 from orchestrator.core.status import Status
 from orchestrator.state.models import BuildJob, utcnow
@@ -26,11 +25,11 @@ USER_FAILURES = ("install", "lifecycle", "typecheck", "serve")
 """Steps whose failure is the files' fault (not the machine's): worth reporting again."""
 
 
-def find_identical(build: BuildJob, files_hash: str, settings: Settings) -> BuildJob | None:
+def find_identical(ctx: Context, build: BuildJob, files_hash: str) -> BuildJob | None:
     """The newest build of the same owner with these files, within the reuse window, whose
     outcome says something about the files: it went live, or failed in a step of its own."""
-    since = utcnow() - timedelta(seconds=settings.reuse_seconds)
-    with session_scope() as session:
+    since = utcnow() - timedelta(seconds=ctx.settings.reuse_seconds)
+    with ctx.session() as session:
         candidates = session.exec(
             select(BuildJob)
             .where(
@@ -50,12 +49,13 @@ def find_identical(build: BuildJob, files_hash: str, settings: Settings) -> Buil
     return None
 
 
-def hand_over(previous: BuildJob, build_id: str) -> bool:
+def hand_over(ctx: Context, previous: BuildJob, build_id: str) -> bool:
     """In one transaction: ``previous`` (running) stops with reason ``replaced`` and ``build_id``
     (building) takes its container and port. False when ``previous`` was stopped meanwhile.
     gc never sees the container without a live owner."""
-    with session_scope() as session:
+    with ctx.session() as session:
         if not claim(
+            ctx,
             previous.id,
             Status.RUNNING,
             Status.STOPPED,

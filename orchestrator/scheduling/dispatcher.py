@@ -10,80 +10,77 @@ from __future__ import annotations
 import logging
 import time
 
-from redis import Redis
 from sqlmodel import col, select
 
-from orchestrator.adapters.database import session_scope
-from orchestrator.adapters.runtime import Runtime
-from orchestrator.config import Settings
-from orchestrator.coordination.admission import Admission, Limits
-from orchestrator.core import defaults
+from orchestrator.adapters.host import host_usage
+from orchestrator.context import Context
+from orchestrator.coordination import keys
+from orchestrator.coordination.admission import Admission, SlotLimits
 from orchestrator.core.exceptions import OrchestratorError
-from orchestrator.core.ports import port_pool
-from orchestrator.core.resources import Snapshot, host_usage, shortage, split_containers
+from orchestrator.core.priority import build_score
+from orchestrator.core.resources import Snapshot, shortage, split_containers
 from orchestrator.core.status import Status
-from orchestrator.scheduling.queue import build_score, get_queue, start_job
+from orchestrator.scheduling.queue import Jobs
 from orchestrator.state.models import BuildJob
 from orchestrator.state.recorder import BuildRecorder
 
 log = logging.getLogger(__name__)
 
 
-def limits(settings: Settings) -> Limits:
-    return Limits(settings.max_building, settings.max_building_per_user)
+def limits(ctx: Context) -> SlotLimits:
+    return SlotLimits(ctx.settings.max_building, ctx.settings.max_building_per_user)
 
 
-def snapshot(runtime: Runtime, active: set[str]) -> Snapshot:
+def snapshot(ctx: Context, active: set[str], usage: tuple[float, float] | None = None) -> Snapshot:
     """The host now: previews counted by what they use, builds in progress by their limit."""
-    memory_percent, cpu_percent = host_usage()
-    previews, building = split_containers(runtime.list_ours(), active)
-    used = sum(runtime.memory_used(container_id) or 0 for container_id in previews)
+    memory_percent, cpu_percent = usage or host_usage()
+    previews, building = split_containers(ctx.runtime.list_ours(), active)
+    used = sum(ctx.runtime.memory_used(container_id) or 0 for container_id in previews)
     return Snapshot(memory_percent, cpu_percent, used / 2**20, building)
 
 
-def lost_builds(redis: Redis) -> list[BuildJob]:
+def lost_builds(ctx: Context) -> list[BuildJob]:
     """Builds marked building whose heartbeat stopped (their worker died), changing nothing."""
-    cutoff = time.time() - defaults.HEARTBEAT_TTL
-    with session_scope() as session:
+    cutoff = time.time() - keys.HEARTBEAT_TTL
+    with ctx.session() as session:
         building = session.exec(select(BuildJob).where(BuildJob.status == Status.BUILDING)).all()
     return [
         build
         for build in building
         if build.started_at is not None
         and build.started_at.timestamp() <= cutoff
-        and not redis.exists(defaults.HEARTBEAT_KEY + build.id)
+        and not ctx.stores.signals.alive(build.id)
     ]
 
 
-def recover_lost(settings: Settings, runtime: Runtime, redis: Redis) -> dict[str, str]:
+def recover_lost(ctx: Context) -> dict[str, str]:
     """Builds whose worker was lost: each is re-queued (container removed, port freed) or,
     after max_attempts, failed with "worker lost". Returns build id → what was done."""
+    settings, runtime, signals = ctx.settings, ctx.runtime, ctx.stores.signals
     recovered = {}
-    gate = Admission(redis)
-    for build in lost_builds(redis):
-        if not redis.set(f"{defaults.REDIS_PREFIX}recovering:{build.id}", "1", nx=True, ex=60):
+    gate = ctx.stores.admission
+    for build in lost_builds(ctx):
+        if not signals.claim_recovery(build.id):
             continue  # another worker is recovering it
-        recorder = BuildRecorder(build.id, settings.log_lines_kept)
+        recorder = BuildRecorder(ctx, build.id)
         try:  # its build container and its dependency-cache filler, whichever it had
             for container_id in runtime.containers_of(build.id):
                 runtime.remove(container_id)
         except OrchestratorError as exc:
             log.warning("could not remove the containers of lost build %s: %s", build.id, exc)
         if build.allocated_port is not None:
-            port_pool(settings).release(build.allocated_port, build.id)
+            ctx.port_pool().release(build.allocated_port, build.id)
         gate.release(build.id)  # its slot is free again, whatever happens next
-        cancelled_by = redis.get(defaults.CANCEL_KEY + build.id)
+        cancelled_by = signals.cancel_requested(build.id)
         if cancelled_by is not None:
-            recorder.cancelled(
-                cancelled_by.decode() if isinstance(cancelled_by, bytes) else str(cancelled_by)
-            )
+            recorder.cancelled(cancelled_by)
             recovered[build.id] = "cancelled"
         elif build.attempts < settings.max_attempts:
             recorder.requeued(
                 f"The worker running this build was lost: queued again (attempt {build.attempts + 1} "
                 f"of {settings.max_attempts})"
             )
-            gate.add(build.id, build.owner_id, build_score(build))
+            gate.add(build.id, build.owner_id, build_score(build, settings.aging_seconds))
             recovered[build.id] = "queued again"
         else:
             recorder.fail(None, f"worker lost {build.attempts} times: giving up")
@@ -91,8 +88,9 @@ def recover_lost(settings: Settings, runtime: Runtime, redis: Redis) -> dict[str
     return recovered
 
 
-def _explain_waits(settings: Settings, gate: Admission, reason: str | None) -> None:
+def _explain_waits(ctx: Context, gate: Admission, reason: str | None) -> None:
     """Write on each waiting build (the first 50) why it is not starting."""
+    settings = ctx.settings
     waiting = gate.waiting(50)
     if not waiting:
         return
@@ -101,7 +99,7 @@ def _explain_waits(settings: Settings, gate: Admission, reason: str | None) -> N
     per_user: dict[str, int] = {}
     for owner in active.values():
         per_user[owner] = per_user.get(owner, 0) + 1
-    with session_scope() as session:
+    with ctx.session() as session:
         builds = session.exec(select(BuildJob).where(col(BuildJob.id).in_(waiting))).all()
         for build in builds:
             why = reason
@@ -117,20 +115,23 @@ def _explain_waits(settings: Settings, gate: Admission, reason: str | None) -> N
                 session.add(build)
 
 
-def dispatch_round(settings: Settings, runtime: Runtime, redis: Redis) -> str | None:
-    """Recover lost builds, then admit at most one build and hand it to RQ. Returns its id."""
-    recover_lost(settings, runtime, redis)
-    if get_queue().count:  # admitted builds not yet taken: a free worker takes those first
+def dispatch_round(ctx: Context, jobs: Jobs, usage: tuple[float, float] | None = None) -> str | None:
+    """Recover lost builds, move retries whose back-off is over back to the waiting set, then
+    admit at most one build and hand it to RQ. Returns its id. ``usage``: the host's memory and
+    CPU use (%), measured when not given."""
+    recover_lost(ctx)
+    gate = ctx.stores.admission
+    gate.due(time.time())
+    if jobs.pending():  # admitted builds not yet taken: a free worker takes those first
         return None
-    gate = Admission(redis)
     if not gate.waiting(1):
         return None
-    reason = shortage(snapshot(runtime, set(gate.active())), settings)
-    build_id = None if reason else gate.admit(limits(settings))
+    reason = shortage(snapshot(ctx, set(gate.active()), usage), ctx.settings)
+    build_id = None if reason else gate.admit(limits(ctx))
     if build_id is None:
-        _explain_waits(settings, gate, reason)
+        _explain_waits(ctx, gate, reason)
         return None
-    with session_scope() as session:
+    with ctx.session() as session:
         build = session.get(BuildJob, build_id)
         if build is None or build.status != Status.QUEUED:
             gate.release(build_id)  # cancelled while it waited
@@ -139,5 +140,5 @@ def dispatch_round(settings: Settings, runtime: Runtime, redis: Redis) -> str | 
         build.wait_reason = None
         session.add(build)
         attempt = build.attempts
-    start_job(build_id, attempt)
+    jobs.start(build_id, attempt)
     return build_id

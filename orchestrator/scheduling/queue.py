@@ -1,8 +1,10 @@
-"""Queueing a build: the waiting set (admission.py) in front of RQ, and the reconciliation
-that rebuilds both from the database (the source of truth) when a worker starts.
+"""Queueing a build: the waiting set (orchestrator.coordination.admission) in front of RQ, and
+the reconciliation that rebuilds both from the database (the source of truth) when a worker
+starts.
 
 A build goes: recorded ``queued`` → added to the waiting set → admitted by a worker's
-dispatch round (dispatcher.py) → one RQ job ``build-<id>-<attempt>`` → run_build.
+dispatch round (orchestrator.scheduling.dispatcher) → one RQ job ``build-<id>-<attempt>`` →
+orchestrator.pipeline.job.run_build.
 """
 
 from __future__ import annotations
@@ -14,17 +16,14 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlmodel import col, select
 
-from orchestrator.adapters.database import session_scope
-from orchestrator.adapters.redis_client import get_redis
-from orchestrator.config import get_settings
-from orchestrator.coordination.admission import Admission
+from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.exceptions import ServiceUnavailable
-from orchestrator.core.priority import score
+from orchestrator.core.priority import build_score
 from orchestrator.core.status import TERMINAL, Status
 from orchestrator.state.models import BuildJob
 
-BUILD_FUNCTION = "orchestrator.pipeline.build.run_build"
+BUILD_FUNCTION = "orchestrator.pipeline.job.run_build"
 _LIVE_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
@@ -32,29 +31,23 @@ def rq_job_id(build_id: str, attempt: int) -> str:
     return f"build-{build_id}-{attempt}"
 
 
-def get_queue() -> Queue:
+def job_timeout(ctx: Context) -> int:
+    """RQ kills a job after this long: the build's own deadline and a minute to clean up."""
+    return 60 + ctx.settings.build_timeout
+
+
+def get_queue(ctx: Context) -> Queue:
     # JSON, not pickle: a pickled job read back from Redis would run code.
+    assert ctx.redis is not None, "RQ needs the real context's Redis"
     return Queue(
-        defaults.QUEUE_NAME, connection=get_redis(), serializer=JSONSerializer, default_timeout=job_timeout()
+        defaults.QUEUE_NAME, connection=ctx.redis, serializer=JSONSerializer, default_timeout=job_timeout(ctx)
     )
 
 
-def job_timeout() -> int:
-    return 60 + get_settings().build_timeout
-
-
-def admission() -> Admission:
-    return Admission(get_redis())
-
-
-def build_score(build: BuildJob) -> float:
-    return score(build.created_at.timestamp(), build.priority, get_settings().aging_seconds)
-
-
-def submit(build: BuildJob) -> None:
+def submit(ctx: Context, build: BuildJob) -> None:
     """Put a queued build in the waiting set; workers admit it when its turn comes."""
     try:
-        admission().add(build.id, build.owner_id, build_score(build))
+        ctx.stores.admission.add(build.id, build.owner_id, build_score(build, ctx.settings.aging_seconds))
     except RedisError as exc:
         raise ServiceUnavailable(
             f"the build was saved but could not be queued (Redis: {exc}); it will be queued "
@@ -62,37 +55,68 @@ def submit(build: BuildJob) -> None:
         ) from exc
 
 
-def start_job(build_id: str, attempt: int) -> None:
-    """Hand an admitted build to RQ."""
-    get_queue().enqueue(
-        BUILD_FUNCTION,
-        build_id,
-        job_id=rq_job_id(build_id, attempt),
-        job_timeout=job_timeout(),
-        result_ttl=3600,
-        failure_ttl=7 * 86400,
-    )
+class RQJobs:
+    """Admitted builds handed to RQ, and whether RQ still has a build's job."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def start(self, build_id: str, attempt: int) -> None:
+        get_queue(self.ctx).enqueue(
+            BUILD_FUNCTION,
+            build_id,
+            job_id=rq_job_id(build_id, attempt),
+            job_timeout=job_timeout(self.ctx),
+            result_ttl=3600,
+            failure_ttl=7 * 86400,
+        )
+
+    def pending(self) -> int:
+        """Admitted builds no worker took yet."""
+        return get_queue(self.ctx).count
+
+    def alive(self, build_id: str, attempt: int) -> bool:
+        assert self.ctx.redis is not None
+        try:
+            job = Job.fetch(
+                rq_job_id(build_id, attempt), connection=self.ctx.redis, serializer=JSONSerializer
+            )
+        except NoSuchJobError:
+            return False
+        return job.get_status(refresh=False) in _LIVE_JOB
 
 
-def _job_alive(build_id: str, attempt: int) -> bool:
-    try:
-        job = Job.fetch(rq_job_id(build_id, attempt), connection=get_redis(), serializer=JSONSerializer)
-    except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) in _LIVE_JOB
+class MemoryJobs:
+    """RQ's part in memory: the admitted builds in order (unit tests of the dispatcher)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int]] = []
+        self.taken = 0
+
+    def start(self, build_id: str, attempt: int) -> None:
+        self.started.append((build_id, attempt))
+
+    def pending(self) -> int:
+        return len(self.started) - self.taken
+
+    def alive(self, build_id: str, attempt: int) -> bool:
+        return (build_id, attempt) in self.started[self.taken :]
 
 
-def reconcile() -> list[str]:
-    """Make Redis agree with the database; returns what was put back.
+Jobs = RQJobs | MemoryJobs
+
+
+def reconcile(ctx: Context, jobs: Jobs) -> list[str]:
+    """Make the coordination stores agree with the database; returns what was put back.
 
     - a queued build that is neither waiting nor admitted (Redis lost it) waits again, at the
       place its arrival and priority give it;
     - an admitted build whose RQ job is gone gets its job again;
     - an admitted build that the database says is over frees its slot.
     """
-    gate = admission()
+    gate = ctx.stores.admission
     waiting, active = set(gate.waiting(100_000)), gate.active()
-    with session_scope() as session:
+    with ctx.session() as session:
         queued = session.exec(select(BuildJob).where(BuildJob.status == Status.QUEUED)).all()
         over = session.exec(
             select(BuildJob.id).where(col(BuildJob.id).in_(list(active)), col(BuildJob.status).in_(TERMINAL))
@@ -100,11 +124,11 @@ def reconcile() -> list[str]:
     fixed = []
     for build in queued:
         if build.id in active:
-            if not _job_alive(build.id, build.attempts):
-                start_job(build.id, build.attempts)
+            if not jobs.alive(build.id, build.attempts):
+                jobs.start(build.id, build.attempts)
                 fixed.append(build.id)
         elif build.id not in waiting:
-            gate.add(build.id, build.owner_id, build_score(build))
+            gate.add(build.id, build.owner_id, build_score(build, ctx.settings.aging_seconds))
             fixed.append(build.id)
     for build_id in over:
         gate.release(build_id)

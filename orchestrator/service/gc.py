@@ -25,15 +25,11 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
-from orchestrator.adapters.database import session_scope
-from orchestrator.adapters.redis_client import get_redis
-from orchestrator.adapters.runtime import KIND_DEPS, KIND_STEP_IMAGE, Runtime
-from orchestrator.config import Settings
-from orchestrator.core import defaults
-from orchestrator.core import expiry as lifecycle
+from orchestrator.adapters.runtime import KIND_DEPS, KIND_STEP_IMAGE
+from orchestrator.context import Context
+from orchestrator.core import defaults, expiry
 from orchestrator.core.exceptions import RuntimeUnavailable
 from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
-from orchestrator.core.ports import port_pool
 from orchestrator.core.status import ACTIVE, Status
 from orchestrator.pipeline.cache import DependencyCache
 from orchestrator.pipeline.fill import store_name
@@ -74,8 +70,8 @@ class Report:
         }
 
 
-def _status(build_id: str) -> str | None:
-    with session_scope() as session:
+def _status(ctx: Context, build_id: str) -> str | None:
+    with ctx.session() as session:
         build = session.get(BuildJob, build_id)
         return build.status if build else None
 
@@ -87,10 +83,9 @@ def _size(path: Path) -> int:
 
 
 class Collector:
-    def __init__(
-        self, settings: Settings, runtime: Runtime, policy: Policy, dry_run: bool, scheduled: bool = False
-    ) -> None:
-        self.settings, self.runtime, self.policy, self.dry_run = settings, runtime, policy, dry_run
+    def __init__(self, ctx: Context, policy: Policy, dry_run: bool, scheduled: bool = False) -> None:
+        self.ctx, self.policy, self.dry_run = ctx, policy, dry_run
+        self.settings, self.runtime = ctx.settings, ctx.runtime
         self.scheduled = scheduled
         """Run by the service itself (every minute): costly measurements only now and then."""
         self.report = Report()
@@ -101,7 +96,7 @@ class Collector:
         started = time.monotonic()
         self.lost_builds()
         containers = self.runtime.list_ours()  # before the records: a newer container's build is live
-        with session_scope() as session:
+        with self.ctx.session() as session:
             found = session.exec(select(BuildJob).where(col(BuildJob.status).in_(LIVE))).all()
             live = {b.id: b for b in found}
             deleted = set(session.exec(select(Website.id).where(col(Website.deleted_at).is_not(None))).all())
@@ -121,12 +116,11 @@ class Collector:
     # -- 1. lost builds ------------------------------------------------------------
 
     def lost_builds(self) -> None:
-        redis = get_redis()
         if self.dry_run:
-            for build in lost_builds(redis):
+            for build in lost_builds(self.ctx):
                 self.add("recover build", build.id, "its worker stopped sending heartbeats")
             return
-        for build_id, outcome in recover_lost(self.settings, self.runtime, redis).items():
+        for build_id, outcome in recover_lost(self.ctx).items():
             self.add("recover build", build_id, f"its worker was lost: {outcome}")
 
     # -- 2. previews ---------------------------------------------------------------
@@ -149,7 +143,7 @@ class Collector:
             elif container.get("State") != "running":
                 self.stop(build, StopReason.GC, f"its container is {container.get('State')}")
             else:
-                activity = observe_activity(self.runtime, build, now, save=not self.dry_run)
+                activity = observe_activity(self.ctx, build, now, save=not self.dry_run)
                 age, idle = now - live_since(build), now - activity.active_at
                 reason = reap_reason(self.policy, age, idle, build.website_id in deleted)
                 if reason is not None:
@@ -162,7 +156,7 @@ class Collector:
             memory = self.runtime.memory_used(build.container_id) if build.container_id else None
             self.add("stop preview", build.id, why, memory_bytes=memory, port=build.allocated_port)
             return
-        stopped = stop_preview(self.settings, self.runtime, build.id, reason, detail)
+        stopped = stop_preview(self.ctx, build.id, reason, detail)
         if stopped is None:
             return  # stopped meanwhile by someone else
         self.add(
@@ -206,9 +200,9 @@ class Collector:
     # -- 4. ports ------------------------------------------------------------------
 
     def ports(self) -> None:
-        pool = port_pool(self.settings)
+        pool = self.ctx.port_pool()
         for port, owner in sorted(pool.store.held().items()):
-            if _status(owner) in LIVE:
+            if _status(self.ctx, owner) in LIVE:
                 continue  # read now: a build that started since the run began keeps its port
             if self.dry_run or pool.release(port, owner):
                 self.add("free port", str(port), f"held by build {owner[:12]}, which is not live", port=port)
@@ -218,7 +212,7 @@ class Collector:
     def files(self) -> None:
         workspaces = self.settings.workspaces_dir
         for path in sorted(workspaces.iterdir()) if workspaces.is_dir() else []:
-            if _status(path.name) == Status.BUILDING:
+            if _status(self.ctx, path.name) == Status.BUILDING:
                 continue
             self.remove_path(path, "workspace", "its build is not in progress")
         uploads = self.settings.uploads_dir
@@ -231,7 +225,7 @@ class Collector:
         """Why an upload is no longer needed, or None to keep it. Kept: builds still to run, the
         live previews', and each website's newest build's (what a rebuild starts from)."""
         build_id = path.stem
-        with session_scope() as session:
+        with self.ctx.session() as session:
             build = session.get(BuildJob, build_id)
             if build is None:
                 old = time.time() - path.stat().st_mtime > 3600
@@ -257,10 +251,10 @@ class Collector:
     # -- 6. dependency cache ------------------------------------------------------
 
     def dependency_cache(self) -> None:
-        cache = DependencyCache(self.settings, self.runtime, get_redis())
+        cache = DependencyCache(self.ctx)
         budget = self.settings.deps_cache_mb * 2**20
         for entry in cache.over_budget(budget):
-            idle = lifecycle.duration(time.time() - entry.last_used)
+            idle = expiry.duration(time.time() - entry.last_used)
             why = f"least recently used (last {idle} ago) beyond the {self.settings.deps_cache_mb} MB budget"
             if self.dry_run or cache.remove(entry):
                 self.add("evict dependencies", entry.key[:12], why, disk_bytes=entry.size_bytes)
@@ -273,7 +267,7 @@ class Collector:
         parents = {image.get("ParentId") for image in self.runtime.images(f"{ns}.kind={KIND_DEPS}", instance)}
         for image in self.runtime.images(f"{ns}.kind={KIND_STEP_IMAGE}", instance):
             build_id = (image.get("Labels") or {}).get(_BUILD_LABEL, "")
-            if _status(build_id) == Status.BUILDING or image["Id"] in parents:
+            if _status(self.ctx, build_id) == Status.BUILDING or image["Id"] in parents:
                 continue  # in use, or the fetched tree a cache entry was built on (goes with it)
             if self.dry_run or self.runtime.remove_image(image["Id"]):
                 self.add(
@@ -303,17 +297,17 @@ class Collector:
 
 
 def collect(
-    settings: Settings,
+    ctx: Context,
     dry_run: bool = False,
-    runtime: Runtime | None = None,
     idle_ttl: float | None = None,
     max_age: float | None = None,
     scheduled: bool = False,
 ) -> Report:
     """One gc run; ``idle_ttl`` and ``max_age`` override the settings for this run.
     ``scheduled``: the service's own run (measures the package store every ten minutes only)."""
+    settings = ctx.settings
     policy = Policy(
         idle_ttl=settings.idle_ttl if idle_ttl is None else idle_ttl,
         max_age=settings.max_age if max_age is None else max_age,
     )
-    return Collector(settings, runtime or Runtime(settings), policy, dry_run, scheduled).run()
+    return Collector(ctx, policy, dry_run, scheduled).run()

@@ -13,17 +13,14 @@ from typing import IO
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from orchestrator.adapters.redis_client import get_redis
-from orchestrator.adapters.runtime import Runtime
-from orchestrator.adapters.uploads import Limits, store_upload
-from orchestrator.config import Settings
-from orchestrator.core import defaults
+from orchestrator.adapters.uploads import UploadLimits, store_upload
+from orchestrator.context import Context
 from orchestrator.core.estimate import remaining_seconds, step_durations, typical_durations
 from orchestrator.core.exceptions import InvalidTransition, InvalidUpload, NotFound, ServiceUnavailable
 from orchestrator.core.expiry import StopReason
 from orchestrator.core.priority import base_priority
 from orchestrator.core.status import Status, check_transition
-from orchestrator.scheduling.queue import admission, submit
+from orchestrator.scheduling.queue import submit
 from orchestrator.service.auth import is_admin
 from orchestrator.state.models import ApiToken, BuildJob, Website, new_id, utcnow
 from orchestrator.state.previews import stop_preview
@@ -42,7 +39,13 @@ def _default_name(uploads: Sequence[tuple[str, IO[bytes]]], package: dict | None
 
 
 def _queue_new_build(
-    session: Session, website: Website, build_id: str, priority: int, notes: list[str], rebuild: bool = False
+    ctx: Context,
+    session: Session,
+    website: Website,
+    build_id: str,
+    priority: int,
+    notes: list[str],
+    rebuild: bool = False,
 ) -> BuildJob:
     """Record a queued build of ``website`` (its upload already stored) and submit it. Older
     builds of the website still waiting are superseded by it, in the same transaction: one
@@ -61,14 +64,14 @@ def _queue_new_build(
     )
     website.build_job_id = build.id
     superseded = _record(session, website, build)
-    publish_status(build)
-    gate = admission()
+    publish_status(ctx, build)
+    gate = ctx.stores.admission
     for old in superseded:
         gate.withdraw(old)
         superseded_build = session.get(BuildJob, old)
         if superseded_build is not None:
-            publish_status(superseded_build)
-    submit(build)
+            publish_status(ctx, superseded_build)
+    submit(ctx, build)
     return build
 
 
@@ -104,8 +107,8 @@ def _record(session: Session, website: Website, build: BuildJob) -> list[str]:
 
 
 def create_website(
+    ctx: Context,
     session: Session,
-    settings: Settings,
     owner: ApiToken,
     uploads: Sequence[tuple[str, IO[bytes]]],
     name: str | None = None,
@@ -119,9 +122,10 @@ def create_website(
     the build, the records stay (queued) and ServiceUnavailable is raised: a worker queues
     the build again when it starts.
     """
+    settings = ctx.settings
     existing = get_website(session, owner, website_id) if website_id else None
     build_id = new_id()
-    limits = Limits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_files)
+    limits = UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_files)
     archive = settings.uploads_dir / f"{build_id}.zip"
     summary = store_upload(uploads, archive, limits)
     assert owner.id is not None
@@ -136,7 +140,7 @@ def create_website(
             if name and name.strip():
                 website.name = name.strip()[:100]
         return website, _queue_new_build(
-            session, website, build_id, base_priority(owner.role, priority), list(summary.notes)
+            ctx, session, website, build_id, base_priority(owner.role, priority), list(summary.notes)
         )
     except ServiceUnavailable:
         raise  # recorded, not queued: the upload stays for the worker that queues it
@@ -147,9 +151,10 @@ def create_website(
 
 
 def rebuild_website(
-    session: Session, settings: Settings, principal: ApiToken, website_id: str, priority: int | None = None
+    ctx: Context, session: Session, principal: ApiToken, website_id: str, priority: int | None = None
 ) -> tuple[Website, BuildJob]:
     """A new build of the files of the website's newest build."""
+    settings = ctx.settings
     website = get_website(session, principal, website_id)
     source = settings.uploads_dir / f"{website.build_job_id}.zip"
     if not source.exists():
@@ -158,13 +163,14 @@ def rebuild_website(
     shutil.copyfile(source, settings.uploads_dir / f"{build_id}.zip")
     notes = [f"Rebuild of build {website.build_job_id}"]
     return website, _queue_new_build(
-        session, website, build_id, base_priority(principal.role, priority), notes, rebuild=True
+        ctx, session, website, build_id, base_priority(principal.role, priority), notes, rebuild=True
     )
 
 
-def cancel_queued(build_id: str, by: str, reason: str = "cancelled") -> bool:
+def cancel_queued(ctx: Context, build_id: str, by: str, reason: str = "cancelled") -> bool:
     """Cancel a build that has not started; True when it was still queued."""
     if not claim(
+        ctx,
         build_id,
         Status.QUEUED,
         Status.CANCELLED,
@@ -174,21 +180,18 @@ def cancel_queued(build_id: str, by: str, reason: str = "cancelled") -> bool:
         wait_reason=None,
     ):
         return False
-    admission().withdraw(build_id)
-    BuildRecorder(build_id).announce(f"{reason.capitalize()} by {by}")
+    ctx.stores.admission.withdraw(build_id)
+    BuildRecorder(ctx, build_id).announce(f"{reason.capitalize()} by {by}")
     return True
 
 
-def request_cancel(build_id: str, by: str) -> None:
-    """Ask the worker running a build to stop it (it checks every 0.25 s)."""
-    get_redis().set(defaults.CANCEL_KEY + build_id, by, ex=3600)
-
-
-def cancel_build(session: Session, principal: ApiToken, build_id: str, wait_seconds: float = 5.0) -> BuildJob:
+def cancel_build(
+    ctx: Context, session: Session, principal: ApiToken, build_id: str, wait_seconds: float = 5.0
+) -> BuildJob:
     """Cancel a queued build at once, or stop a building one (its container within seconds)."""
     build = get_build(session, principal, build_id)
     by = principal.name
-    if build.status in (Status.PENDING, Status.QUEUED) and cancel_queued(build.id, by):
+    if build.status in (Status.PENDING, Status.QUEUED) and cancel_queued(ctx, build.id, by):
         session.refresh(build)
         return build
     session.refresh(build)
@@ -196,7 +199,7 @@ def cancel_build(session: Session, principal: ApiToken, build_id: str, wait_seco
         raise InvalidTransition(
             f"the build is {build.status}: only a queued or building build can be cancelled"
         )
-    request_cancel(build.id, by)
+    ctx.stores.signals.request_cancel(build.id, by)  # the worker checks every 0.25 s
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         session.refresh(build)
@@ -225,12 +228,11 @@ class Deleted:
     files_removed: int
 
 
-def delete_website(
-    session: Session, settings: Settings, runtime: Runtime, principal: ApiToken, website_id: str
-) -> Deleted:
+def delete_website(ctx: Context, session: Session, principal: ApiToken, website_id: str) -> Deleted:
     """Delete a website: its waiting builds are cancelled, a build in progress is told to stop,
     its live preview is stopped (reason ``deleted``) and its files removed. Its builds stay as
     history. A build that ends meanwhile is caught by gc (its website is deleted)."""
+    settings = ctx.settings
     website = get_website(session, principal, website_id)
     website.deleted_at = utcnow()
     session.add(website)
@@ -240,13 +242,13 @@ def delete_website(
     result = Deleted(website, [], [], 0)
     for build in builds:
         if build.status in (Status.PENDING, Status.QUEUED):
-            if cancel_queued(build.id, by, reason="website deleted"):
+            if cancel_queued(ctx, build.id, by, reason="website deleted"):
                 result.cancelled.append(build.id)
         elif build.status == Status.BUILDING:
-            request_cancel(build.id, f"{by} (website deleted)")
+            ctx.stores.signals.request_cancel(build.id, f"{by} (website deleted)")
             result.cancelled.append(build.id)
         elif build.status == Status.RUNNING and stop_preview(
-            settings, runtime, build.id, StopReason.DELETED, f"the website was deleted by {by}"
+            ctx, build.id, StopReason.DELETED, f"the website was deleted by {by}"
         ):
             result.stopped.append(build.id)
     for build in builds:

@@ -17,13 +17,11 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from orchestrator.adapters.database import session_scope
-from orchestrator.adapters.redis_client import get_redis
-from orchestrator.coordination import events
+from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.exceptions import NotFound
 from orchestrator.core.plan import READY, STEP_BY_NAME
-from orchestrator.core.status import Status, check_transition
+from orchestrator.core.status import EventType, Outcome, Status, check_transition
 from orchestrator.state.models import BuildJob, utcnow
 
 
@@ -43,12 +41,18 @@ def status_event(build: BuildJob) -> dict[str, object]:
     }
 
 
-def publish_status(build: BuildJob) -> None:
-    events.publish(get_redis(), build.id, [(events.STATUS, status_event(build))])
+def publish_status(ctx: Context, build: BuildJob) -> None:
+    ctx.stores.events.publish(build.id, [(EventType.STATUS, status_event(build))])
 
 
 def claim(
-    build_id: str, current: Status, new: Status, *, session: Session | None = None, **fields: object
+    ctx: Context,
+    build_id: str,
+    current: Status,
+    new: Status,
+    *,
+    session: Session | None = None,
+    **fields: object,
 ) -> bool:
     """Move a build from ``current`` to ``new`` only if it is still ``current``: one
     conditional UPDATE, so that two processes racing (a worker starting it, a user cancelling
@@ -61,16 +65,15 @@ def claim(
     )
     if session is not None:
         return session.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
-    with session_scope() as own:
+    with ctx.session() as own:
         return own.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
 
 
 class BuildRecorder:
-    def __init__(
-        self, build_id: str, lines_kept: int = defaults.LOG_LINES_KEPT, flush_interval: float = 0.5
-    ) -> None:
+    def __init__(self, ctx: Context, build_id: str, flush_interval: float = 0.5) -> None:
+        self.ctx = ctx
         self.build_id = build_id
-        self.lines_kept = lines_kept
+        self.lines_kept = ctx.settings.log_lines_kept
         self.flush_interval = flush_interval
         self._pending: list[str] = []
         self._last_flush = 0.0
@@ -83,7 +86,7 @@ class BuildRecorder:
 
     @contextmanager
     def _build(self) -> Iterator[BuildJob]:
-        with session_scope() as session:
+        with self.ctx.session() as session:
             build = session.get(BuildJob, self.build_id)
             if build is None:
                 raise NotFound(
@@ -100,20 +103,22 @@ class BuildRecorder:
         """After claim() moved the build elsewhere: log why, and publish its status as it now is."""
         self.log(line)
         self.flush()
-        with session_scope() as session:
+        with self.ctx.session() as session:
             build = session.get(BuildJob, self.build_id)
             assert build is not None
-            publish_status(build)
+            publish_status(self.ctx, build)
 
     def begin(self) -> BuildJob | None:
         """queued → building, atomically (a cancel may race it). None when the build is not
         queued any more (cancelled, say, or taken by another worker)."""
-        if not claim(self.build_id, Status.QUEUED, Status.BUILDING, started_at=utcnow(), wait_reason=None):
+        if not claim(
+            self.ctx, self.build_id, Status.QUEUED, Status.BUILDING, started_at=utcnow(), wait_reason=None
+        ):
             return None
-        with session_scope() as session:
+        with self.ctx.session() as session:
             build = session.get(BuildJob, self.build_id)
         assert build is not None
-        publish_status(build)
+        publish_status(self.ctx, build)
         return build
 
     def update(self, **fields: object) -> None:
@@ -122,7 +127,7 @@ class BuildRecorder:
                 setattr(build, key, value)
 
     def running(self, preview_url: str) -> None:
-        self.end_step("ok")
+        self.end_step(Outcome.OK)
         self._change_status(
             Status.RUNNING,
             lambda b: setattr(b, "preview_url", preview_url),
@@ -131,8 +136,8 @@ class BuildRecorder:
         )
 
     def fail(self, step: str | None, message: str) -> None:
-        self.end_step("failed", step or self.current_step)
-        self.end_step("stopped")  # a step that ran beside it (the server beside the type check)
+        self.end_step(Outcome.FAILED, step or self.current_step)
+        self.end_step(Outcome.STOPPED)  # a step that ran beside it (the server beside the type check)
         self.log(f"Build failed: {message}")
 
         def record(build: BuildJob) -> None:
@@ -141,7 +146,7 @@ class BuildRecorder:
         self._change_status(Status.FAILED, record)
 
     def cancelled(self, by: str) -> None:
-        self.end_step("cancelled")
+        self.end_step(Outcome.CANCELLED)
         self.log(f"Cancelled by {by}")
 
         def record(build: BuildJob) -> None:
@@ -151,7 +156,7 @@ class BuildRecorder:
 
     def requeued(self, message: str) -> None:
         """building → queued: the build starts over (a lost worker, an engine fault)."""
-        self.end_step("failed")
+        self.end_step(Outcome.FAILED)
         self.log(message)
         self.flush()
         with self._build() as build:
@@ -159,7 +164,7 @@ class BuildRecorder:
             build.current_step, build.wait_reason = "Queued", message
             build.allocated_port = build.container_id = None
             build.progress = 0
-        publish_status(build)
+        publish_status(self.ctx, build)
 
     def _change_status(self, status: Status, change: Callable[[BuildJob], None], **fields: object) -> None:
         self.flush()
@@ -169,7 +174,7 @@ class BuildRecorder:
             for key, value in fields.items():
                 setattr(build, key, value)
             change(build)
-        publish_status(build)
+        publish_status(self.ctx, build)
 
     # -- steps -----------------------------------------------------------------
 
@@ -179,7 +184,7 @@ class BuildRecorder:
         if name in self.open_steps:
             return
         if not alongside:
-            self.end_step("ok")
+            self.end_step(Outcome.OK)
         self.flush()
         step = STEP_BY_NAME[name]
         self.current_step = name
@@ -189,18 +194,17 @@ class BuildRecorder:
         with self._build() as build:
             build.steps = {
                 **build.steps,
-                name: {"startedAt": _iso(utcnow()), "endedAt": None, "status": "running"},
+                name: {"startedAt": _iso(utcnow()), "endedAt": None, "status": Outcome.RUNNING},
             }
             build.progress = max(build.progress, step.progress)
             build.current_step = step.label
             progress = build.progress
-        events.publish(
-            get_redis(),
+        self.ctx.stores.events.publish(
             self.build_id,
-            [(events.PROGRESS, {"progress": progress, "currentStep": step.label, "step": name})],
+            [(EventType.PROGRESS, {"progress": progress, "currentStep": step.label, "step": name})],
         )
 
-    def end_step(self, status: str, name: str | None = None) -> None:
+    def end_step(self, status: Outcome, name: str | None = None) -> None:
         """End step ``name`` (None: every open step) with ``status``."""
         ending = [n for n in self.open_steps if name is None or n == name]
         if not ending:
@@ -212,7 +216,7 @@ class BuildRecorder:
         for step in ending:
             self._set_step(step, status=status, endedAt=now)
 
-    def skip_step(self, name: str, reason: str, status: str = "skipped") -> None:
+    def skip_step(self, name: str, reason: str, status: Outcome = Outcome.SKIPPED) -> None:
         """A step that did not run: ``skipped``, or ``cached``/``reused`` when its result was
         already there."""
         if reason:
@@ -240,4 +244,4 @@ class BuildRecorder:
         lines, self._pending = self._pending, []
         with self._build() as build:
             build.logs = (list(build.logs) + lines)[-self.lines_kept :]
-        events.publish(get_redis(), self.build_id, [(events.LOG, {"line": line}) for line in lines])
+        self.ctx.stores.events.publish(self.build_id, [(EventType.LOG, {"line": line}) for line in lines])

@@ -59,10 +59,6 @@ def require(ok: bool, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    from orchestrator.adapters.database import get_engine
-    from orchestrator.adapters.redis_client import get_redis
-    from orchestrator.config import get_settings
-
     values = {
         "ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "REDIS_URL": "redis://127.0.0.1:6379/14",
@@ -80,16 +76,12 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     }
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
-    for cached in (get_settings, get_engine, get_redis):
-        cached.cache_clear()
     yield values
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    for cached in (get_settings, get_engine, get_redis):
-        cached.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +89,8 @@ def services(test_env: dict[str, str]) -> None:
     from redis import Redis
     from redis.exceptions import RedisError
 
-    from orchestrator.adapters.runtime import Runtime
-    from orchestrator.config import get_settings
+    from orchestrator.adapters.docker_runtime import DockerRuntime
+    from orchestrator.config import Settings
     from orchestrator.core.exceptions import RuntimeUnavailable
 
     try:
@@ -108,7 +100,7 @@ def services(test_env: dict[str, str]) -> None:
         redis_ok = False
     require(redis_ok, "Redis at 127.0.0.1:6379")
     try:
-        Runtime(get_settings()).check()
+        DockerRuntime(Settings()).check()
         docker_ok = True
     except RuntimeUnavailable:
         docker_ok = False
@@ -117,11 +109,19 @@ def services(test_env: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def runtime(services: None):
-    from orchestrator.adapters.runtime import Runtime
-    from orchestrator.config import get_settings
+def ctx(services: None):
+    """The tests' own context (the stack's processes make theirs from the same environment)."""
+    from orchestrator.config import Settings
+    from orchestrator.context import Context
 
-    return Runtime(get_settings())
+    context = Context.connect(Settings())
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def runtime(ctx):
+    return ctx.runtime
 
 
 def run_cli(

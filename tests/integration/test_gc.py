@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from orchestrator.adapters.runtime import labels
-from orchestrator.config import get_settings
 from orchestrator.core import defaults
 from tests.integration.conftest import ROOT
 
@@ -27,16 +26,14 @@ def gc(*args: str) -> list[dict]:
     return json.loads(out)["actions"]
 
 
-def test_orphan_containers_and_stray_ports_are_collected(runtime, api_url) -> None:
-    from orchestrator.core.ports import port_pool
-
-    settings = get_settings()
+def test_orphan_containers_and_stray_ports_are_collected(ctx, runtime, api_url) -> None:
+    settings = ctx.settings
     orphan = runtime.client.containers.create(
         settings.node_image,
         command=["sleep", "600"],
         labels=labels(settings, build_id="no-such-build", website_id="no-such-site"),
     )
-    pool = port_pool(settings)
+    pool = ctx.port_pool()
     stray = pool.allocate("no-such-build")
     try:
         planned = gc("--dry-run")

@@ -18,8 +18,8 @@ from redis import Redis
 
 from orchestrator.adapters.runtime import labels
 from orchestrator.config import Settings
+from orchestrator.coordination.ports import RedisPortStore
 from orchestrator.core import defaults
-from orchestrator.core.ports import RedisPortStore
 from tests.integration.conftest import ROOT, Stack, api_client, run_cli, stack_env
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,12 @@ def _allocate(args: tuple[str, int, int]) -> list[int]:
     url, worker, count = args
     from redis import Redis
 
-    from orchestrator.core.ports import PortPool, RedisPortStore
+    from orchestrator.adapters.host import port_is_bindable
+    from orchestrator.coordination.ports import RedisPortStore
+    from orchestrator.core.ports import PortPool
 
-    pool = PortPool(RedisPortStore(Redis.from_url(url), prefix="wob-test:port:"), range(43000, 43100))
+    store = RedisPortStore(Redis.from_url(url), prefix="wob-test:port:")
+    pool = PortPool(store, range(43000, 43100), port_is_bindable)
     return [pool.allocate(f"w{worker}-{i}") for i in range(count)]
 
 

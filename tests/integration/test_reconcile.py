@@ -14,13 +14,11 @@ from sqlmodel import select
 pytestmark = pytest.mark.integration
 
 
-def test_a_queued_build_missing_from_redis_is_requeued_and_built(admin) -> None:
-    from orchestrator.adapters.database import session_scope
-    from orchestrator.adapters.redis_client import get_redis
-    from orchestrator.scheduling.queue import admission, reconcile
+def test_a_queued_build_missing_from_redis_is_requeued_and_built(admin, ctx) -> None:
+    from orchestrator.scheduling.queue import RQJobs, reconcile
     from orchestrator.state.models import ApiToken, BuildJob, Website
 
-    with session_scope() as session:
+    with ctx.session() as session:
         owner = session.exec(select(ApiToken)).first()
         assert owner is not None and owner.id is not None
         site = Website(owner_id=owner.id, name="lost", type="static")
@@ -37,11 +35,12 @@ def test_a_queued_build_missing_from_redis_is_requeued_and_built(admin) -> None:
     uploads = Path(os.environ["ORCHESTRATOR_DATA_DIR"]) / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     (uploads / f"{build_id}.zip").write_bytes(buffer.getvalue())
-    assert admission().position(build_id) is None and build_id not in admission().active()
+    admission = ctx.stores.admission
+    assert admission.position(build_id) is None and build_id not in admission.active()
 
-    assert build_id in reconcile()
-    assert build_id not in reconcile()  # now held by Redis: not queued twice
-    get_redis().rpush("website-orchestrator:wake", "1")
+    assert build_id in reconcile(ctx, RQJobs(ctx))
+    assert build_id not in reconcile(ctx, RQJobs(ctx))  # now held by Redis: not queued twice
+    ctx.stores.signals.wake()
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

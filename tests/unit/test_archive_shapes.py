@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from orchestrator.adapters.uploads import Limits, extract_upload, store_upload
+from orchestrator.adapters.uploads import UploadLimits, extract_upload, store_upload
 from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
 
 PKG = b'{"name": "shop", "devDependencies": {"vite": "^8"}}'
@@ -69,26 +69,26 @@ SHAPES = {
 def test_every_common_archive_shape_is_taken(tmp_path, shape: str) -> None:
     name, make = SHAPES[shape]
     dest = tmp_path / "upload.zip"
-    summary = store_upload([(name, make())], dest, Limits())
+    summary = store_upload([(name, make())], dest, UploadLimits())
     assert sorted(summary.files) == sorted(PROJECT), shape
     assert summary.project_type == "vite"
-    extracted = extract_upload(dest, tmp_path / "ws", Limits())
+    extracted = extract_upload(dest, tmp_path / "ws", UploadLimits())
     assert extracted.files == sorted(PROJECT)
     assert (tmp_path / "ws" / "src" / "main.ts").read_bytes() == PROJECT["src/main.ts"]
     assert not list((tmp_path / "ws").rglob("._*")) and not (tmp_path / "ws" / "__MACOSX").exists()
 
 
 def test_the_junk_dropped_is_said_in_the_log(tmp_path) -> None:
-    summary = store_upload([("shop.zip", zipped(FINDER))], tmp_path / "u.zip", Limits())
+    summary = store_upload([("shop.zip", zipped(FINDER))], tmp_path / "u.zip", UploadLimits())
     assert summary.junk == 4
     assert any("dropped 4 files the operating system added" in note for note in summary.notes)
-    extracted = extract_upload(tmp_path / "u.zip", tmp_path / "ws", Limits())
+    extracted = extract_upload(tmp_path / "u.zip", tmp_path / "ws", UploadLimits())
     assert extracted.notes == summary.notes
 
 
 def test_a_folder_upload_drops_junk_too(tmp_path) -> None:
     files = [(n, io.BytesIO(d)) for n, d in {**PROJECT, ".DS_Store": b"x", "src/._main.ts": b"y"}.items()]
-    summary = store_upload(files, tmp_path / "u.zip", Limits())
+    summary = store_upload(files, tmp_path / "u.zip", UploadLimits())
     assert sorted(summary.files) == sorted(PROJECT) and summary.junk == 2
 
 
@@ -96,8 +96,8 @@ def test_two_archives_with_the_same_hash_whatever_their_shape(tmp_path) -> None:
     hashes = set()
     for i, shape in enumerate(SHAPES):
         name, make = SHAPES[shape]
-        store_upload([(name, make())], tmp_path / f"{i}.zip", Limits())
-        hashes.add(extract_upload(tmp_path / f"{i}.zip", tmp_path / f"ws{i}", Limits()).files_hash)
+        store_upload([(name, make())], tmp_path / f"{i}.zip", UploadLimits())
+        hashes.add(extract_upload(tmp_path / f"{i}.zip", tmp_path / f"ws{i}", UploadLimits()).files_hash)
     assert len(hashes) == 1
 
 
@@ -119,26 +119,26 @@ def link(name: str, kind: bytes, target: str = "/etc/passwd") -> tarfile.TarInfo
 def test_a_tar_with_links_or_devices_is_refused_naming_the_entry(tmp_path, extra, message) -> None:
     dest = tmp_path / "u.zip"
     with pytest.raises(InvalidUpload, match=message):
-        store_upload([("shop.tgz", tarred(under("shop/"), extra=[extra]))], dest, Limits())
+        store_upload([("shop.tgz", tarred(under("shop/"), extra=[extra]))], dest, UploadLimits())
     assert not dest.exists()
 
 
 def test_a_tar_path_leaving_the_folder_is_refused(tmp_path) -> None:
     dest = tmp_path / "u.zip"
     with pytest.raises(InvalidUpload, match="'../evil.js'"):
-        store_upload([("shop.tar.gz", tarred({**PROJECT, "../evil.js": b"x"}))], dest, Limits())
+        store_upload([("shop.tar.gz", tarred({**PROJECT, "../evil.js": b"x"}))], dest, UploadLimits())
     assert not dest.exists()
 
 
 def test_a_tar_over_the_budgets_is_refused(tmp_path) -> None:
     with pytest.raises(UploadTooLarge, match="more than 2 files"):
-        store_upload([("s.tgz", tarred(PROJECT))], tmp_path / "u.zip", Limits(max_files=2))
+        store_upload([("s.tgz", tarred(PROJECT))], tmp_path / "u.zip", UploadLimits(max_files=2))
     with pytest.raises(UploadTooLarge, match="unpacks to more than"):
-        store_upload([("s.tgz", tarred(PROJECT))], tmp_path / "v.zip", Limits(max_unpacked_bytes=10))
+        store_upload([("s.tgz", tarred(PROJECT))], tmp_path / "v.zip", UploadLimits(max_unpacked_bytes=10))
 
 
 def test_a_damaged_tar_is_refused(tmp_path) -> None:
     whole = tarred(under("shop/")).getvalue()
     with pytest.raises(InvalidUpload, match="damaged|could not be read"):
-        store_upload([("s.tar.gz", io.BytesIO(whole[: len(whole) // 2]))], tmp_path / "u.zip", Limits())
+        store_upload([("s.tar.gz", io.BytesIO(whole[: len(whole) // 2]))], tmp_path / "u.zip", UploadLimits())
     assert not (tmp_path / "u.zip").exists()

@@ -1,7 +1,8 @@
 import pytest
 
+from orchestrator.coordination.ports import MemoryPortStore
 from orchestrator.core.exceptions import NoFreePort
-from orchestrator.core.ports import MemoryPortStore, PortPool
+from orchestrator.core.ports import PortPool
 
 
 def test_lowest_free_port_is_given_and_never_twice():

@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from orchestrator.adapters.uploads import Limits, clean_path, extract_upload, store_upload
+from orchestrator.adapters.uploads import UploadLimits, clean_path, extract_upload, store_upload
 from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
 from orchestrator.core.plan import ProjectType
 
@@ -47,7 +47,7 @@ def test_many_files_become_one_stored_zip(tmp_path):
             ("node_modules/a.js", io.BytesIO(b"y")),
         ],
         dest,
-        Limits(),
+        UploadLimits(),
     )
     assert summary.project_type is ProjectType.VITE
     assert summary.files == ["package.json", "src/main.ts"]
@@ -57,10 +57,10 @@ def test_many_files_become_one_stored_zip(tmp_path):
 
 def test_a_zipped_folder_has_its_top_folder_removed(tmp_path):
     upload = make_zip({"my-site/index.html": b"<h1>hi</h1>", "my-site/css/a.css": b""})
-    summary = store_upload([("site.zip", upload)], tmp_path / "up.zip", Limits())
+    summary = store_upload([("site.zip", upload)], tmp_path / "up.zip", UploadLimits())
     assert summary.prefix == "my-site/"
     assert summary.project_type is ProjectType.STATIC
-    out = extract_upload(tmp_path / "up.zip", tmp_path / "ws", Limits())
+    out = extract_upload(tmp_path / "up.zip", tmp_path / "ws", UploadLimits())
     assert out.files == ["css/a.css", "index.html"]
     assert (tmp_path / "ws" / "index.html").read_bytes() == b"<h1>hi</h1>"
 
@@ -68,7 +68,7 @@ def test_a_zipped_folder_has_its_top_folder_removed(tmp_path):
 def test_zip_slip_is_refused_and_nothing_is_left(tmp_path):
     upload = make_zip({"index.html": b"x", "../../evil.sh": b"boom"})
     with pytest.raises(InvalidUpload, match="leaving"):
-        store_upload([("site.zip", upload)], tmp_path / "up" / "a.zip", Limits())
+        store_upload([("site.zip", upload)], tmp_path / "up" / "a.zip", UploadLimits())
     assert not (tmp_path / "up" / "a.zip").exists()
     assert not list(tmp_path.rglob("evil.sh"))
 
@@ -76,7 +76,7 @@ def test_zip_slip_is_refused_and_nothing_is_left(tmp_path):
 def test_symlinks_are_refused(tmp_path):
     upload = make_zip({"index.html": b"x"}, symlinks=("link",))
     with pytest.raises(InvalidUpload, match="symbolic links"):
-        store_upload([("site.zip", upload)], tmp_path / "a.zip", Limits())
+        store_upload([("site.zip", upload)], tmp_path / "a.zip", UploadLimits())
 
 
 @pytest.mark.parametrize(
@@ -94,17 +94,19 @@ def test_symlinks_are_refused(tmp_path):
 )
 def test_bad_uploads_say_what_to_fix(tmp_path, uploads, message):
     with pytest.raises(InvalidUpload, match=message):
-        store_upload(uploads, tmp_path / "a.zip", Limits())
+        store_upload(uploads, tmp_path / "a.zip", UploadLimits())
     assert not (tmp_path / "a.zip").exists()
 
 
 def test_limits(tmp_path):
     files = [(f"f{i}.html", io.BytesIO(b"x")) for i in range(3)] + [("index.html", io.BytesIO(b"x"))]
     with pytest.raises(UploadTooLarge, match="at most 2 are allowed"):
-        store_upload(files, tmp_path / "a.zip", Limits(max_files=2))
+        store_upload(files, tmp_path / "a.zip", UploadLimits(max_files=2))
     with pytest.raises(UploadTooLarge, match="larger than"):
         store_upload(
-            [("index.html", io.BytesIO(b"x" * 3 * 2**20))], tmp_path / "b.zip", Limits(max_upload_bytes=2**20)
+            [("index.html", io.BytesIO(b"x" * 3 * 2**20))],
+            tmp_path / "b.zip",
+            UploadLimits(max_upload_bytes=2**20),
         )
 
 
@@ -115,5 +117,5 @@ def test_hash_depends_on_contents_not_on_order(tmp_path):
     hashes = []
     for i, upload in enumerate((one, two, three)):
         (tmp_path / f"{i}.zip").write_bytes(upload.getvalue())
-        hashes.append(extract_upload(tmp_path / f"{i}.zip", tmp_path / f"ws{i}", Limits()).files_hash)
+        hashes.append(extract_upload(tmp_path / f"{i}.zip", tmp_path / f"ws{i}", UploadLimits()).files_hash)
     assert hashes[0] == hashes[1] != hashes[2]

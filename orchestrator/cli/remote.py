@@ -1,0 +1,171 @@
+"""The commands that talk to a running service over its HTTP API: submit, status, logs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestrator.cli.common import console, fail
+from orchestrator.config import Settings
+from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.status import END_STATUSES, Status
+
+_commands: list = []
+
+
+def _command(fn):  # type: ignore[no-untyped-def]
+    _commands.append(fn)
+    return fn
+
+
+def register(app: typer.Typer) -> None:
+    for fn in _commands:
+        app.command()(fn)
+
+
+ServerOption = Annotated[str | None, typer.Option(help="API address [env: ORCHESTRATOR_URL]")]
+TokenOption = Annotated[str | None, typer.Option(help="API token [env: ORCHESTRATOR_TOKEN]")]
+ENDED = tuple(END_STATUSES)
+
+
+def _client(server: str | None, token: str | None):  # type: ignore[no-untyped-def]
+    from orchestrator.cli.client import ApiClient
+
+    settings = Settings()
+    server = server or os.environ.get("ORCHESTRATOR_URL") or f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        return ApiClient(server, token or os.environ.get("ORCHESTRATOR_TOKEN"))
+    except OrchestratorError as exc:
+        fail(exc)
+
+
+def _print_outcome(final: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(final, indent=2))
+    elif final["status"] == Status.RUNNING:
+        console.print(f"[green]Preview live:[/green] {final['previewUrl']}")
+        print(final["previewUrl"])
+    else:
+        console.print(f"[red]Build {final['status']}:[/red] {final.get('error') or ''}")
+        for line in final.get("logs", [])[-15:]:
+            console.print(f"  {line}", markup=False, highlight=False)
+    if final["status"] != Status.RUNNING:
+        raise typer.Exit(1)
+
+
+@_command
+def submit(
+    path: Annotated[Path, typer.Argument(help="A project folder or a .zip")],
+    name: Annotated[str | None, typer.Option(help="Website name (default: from package.json)")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON only")] = False,
+) -> None:
+    """Upload a website and follow its build to a live preview (exit 0) or a failure (exit 1)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrator.cli.client import pack
+
+    with _client(server, token) as client:
+        try:
+            filename, payload = pack(path)
+            accepted = client.upload(filename, payload, name)
+            job = accepted["website"]["buildJobId"]
+            if not as_json:
+                console.print(
+                    f"Uploaded [bold]{accepted['website']['name']}[/bold] "
+                    f"({accepted['website']['type']}, {len(payload) // 1024} KB): build {job}"
+                )
+                columns = (
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(),
+                )
+                with Progress(*columns, console=console, transient=True) as bar:
+                    task = bar.add_task("Queued", total=100)
+                    for kind, data in client.events(job):
+                        if kind == "log":
+                            bar.console.print(data["line"], markup=False, highlight=False)
+                        elif kind in ("progress", "status"):
+                            bar.update(
+                                task,
+                                completed=data.get("progress", 0),
+                                description=data.get("currentStep") or data.get("status", ""),
+                            )
+            else:
+                for _ in client.events(job):
+                    pass
+            final = client.status(job)
+        except OrchestratorError as exc:
+            fail(exc)
+    _print_outcome(final, as_json)
+
+
+@_command
+def status(
+    job: Annotated[str | None, typer.Argument(help="A build id; none lists your websites")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show a build, or list your websites with their newest build."""
+    from rich.table import Table
+
+    with _client(server, token) as client:
+        try:
+            found = client.status(job) if job else client.request("GET", "/api/websites")
+        except OrchestratorError as exc:
+            fail(exc)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    out = Console()
+    if job:
+        eta = found.get("estimatedTimeRemaining")
+        out.print(
+            f"[bold]{found['status']}[/bold] {found['progress']}% {found.get('currentStep') or ''}"
+            + (f" (about {eta:.0f} s left)" if eta else "")
+        )
+        for key in ("previewUrl", "error", "queuePosition"):
+            if found.get(key):
+                out.print(f"{key}: {found[key]}")
+        return
+    table = Table("website", "type", "status", "preview", "build")
+    for site in found:
+        table.add_row(
+            site["name"],
+            site["type"],
+            site.get("status") or "",
+            site.get("previewUrl") or "",
+            site.get("buildJobId") or "",
+        )
+    out.print(table)
+
+
+@_command
+def logs(
+    job: Annotated[str, typer.Argument(help="A build id")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the build ends")
+    ] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Print a build's log (the newest lines kept); --follow streams it live."""
+    with _client(server, token) as client:
+        try:
+            if follow:
+                for kind, data in client.events(job):
+                    if kind == "log":
+                        print(data["line"], flush=True)
+            else:
+                for line in client.request("GET", f"/api/builds/{job}")["logs"]:
+                    print(line)
+        except OrchestratorError as exc:
+            fail(exc)

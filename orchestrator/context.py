@@ -1,0 +1,139 @@
+"""One context per process: the settings, the database, the coordination stores and the
+container runtime, made once where the process starts (the API's start-up, the worker's
+start, a CLI command) and passed explicitly to everything below. Nothing under it reaches for
+a global.
+
+``Context.connect(settings)`` is the real one: the Docker engine, Redis, the database of
+DATABASE_URL (SQLite by default). ``Context.in_memory()`` gives the same interfaces in memory:
+the scripted runtime, the memory stores and an in-memory SQLite, for unit tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
+from sqlmodel import Session
+
+from orchestrator.adapters import redis_client
+from orchestrator.adapters.database import Database
+from orchestrator.adapters.host import port_is_bindable
+from orchestrator.adapters.runtime import Runtime
+from orchestrator.config import Settings
+from orchestrator.coordination import keys
+from orchestrator.coordination.stores import Stores, memory_stores, redis_stores
+from orchestrator.core.exceptions import ServiceUnavailable
+from orchestrator.core.ports import PortPool
+
+if TYPE_CHECKING:
+    from orchestrator.adapters.memory_runtime import MemoryRuntime
+
+
+@dataclass
+class Context:
+    settings: Settings
+    database: Database
+    stores: Stores
+    runtime: Runtime
+    redis: Redis | None = None
+    """The Redis client of the real context (RQ's connection); None in memory."""
+    port_is_free: Callable[[int], bool] = port_is_bindable
+    _async_redis: AsyncRedis | None = field(default=None, repr=False)
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Context:
+        from orchestrator.adapters.docker_runtime import DockerRuntime
+
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        redis = redis_client.connect(settings.redis_url)
+        ctx = cls(
+            settings, Database(settings.sqlalchemy_url), memory_stores(), DockerRuntime(settings), redis
+        )
+        ctx.stores = redis_stores(redis, ctx.async_redis)
+        return ctx
+
+    @classmethod
+    def in_memory(cls, settings: Settings | None = None, runtime: MemoryRuntime | None = None) -> Context:
+        """Everything in memory (the schema is not created: orchestrator.state.schema does)."""
+        from orchestrator.adapters.memory_runtime import MemoryRuntime
+
+        settings = settings or Settings(npm_registry="https://registry.example.com/", redis_url="redis://")
+        database = Database("sqlite://")
+        return cls(
+            settings,
+            database,
+            memory_stores(),
+            runtime or MemoryRuntime(settings),
+            port_is_free=lambda _: True,
+        )
+
+    def async_redis(self) -> AsyncRedis:
+        """The asyncio client (made in the event loop that first asks for it)."""
+        if self._async_redis is None:
+            self._async_redis = redis_client.connect_async(self.settings.redis_url)
+        return self._async_redis
+
+    def session(self) -> contextlib.AbstractContextManager[Session]:
+        """A session that commits on success and rolls back on error."""
+        return self.database.session()
+
+    def port_pool(self) -> PortPool:
+        s = self.settings
+        return PortPool(self.stores.ports, range(s.port_range_start, s.port_range_end + 1), self.port_is_free)
+
+    def check_redis(self) -> None:
+        if self.redis is not None:
+            redis_client.check(self.redis, self.settings.redis_url)
+
+    @contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        """Held while the schema is migrated, so that processes starting together migrate once."""
+        if self.redis is None:
+            yield
+            return
+        try:
+            lock = self.redis.lock(keys.MIGRATION_LOCK, timeout=300, blocking_timeout=300)
+            acquired = lock.acquire()
+        except RedisError as exc:
+            raise ServiceUnavailable(f"Redis at {self.settings.redis_url} cannot be reached: {exc}") from exc
+        try:
+            yield
+        finally:
+            if acquired:
+                lock.release()
+
+    def after_fork(self) -> None:
+        """In a forked child (an RQ work horse): new connections, none of the parent's."""
+        self.database.after_fork()
+        self.runtime.close()
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.database.close()
+        if self.redis is not None:
+            self.redis.close()
+
+
+_process: Context | None = None
+
+
+def install(ctx: Context) -> Context:
+    """Make ``ctx`` the context of this process's entry points (the RQ job functions, which RQ
+    calls with their arguments only). Only entry points read it back, with ``current()``."""
+    global _process
+    _process = ctx
+    return ctx
+
+
+def current() -> Context:
+    """The context installed by this process's start (RQ job functions only)."""
+    if _process is None:
+        return install(Context.connect(Settings()))
+    return _process

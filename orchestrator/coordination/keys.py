@@ -1,0 +1,84 @@
+"""Every Redis key the orchestrator uses, and the one way to read Redis' answers as text.
+
+RQ keeps its own ``rq:`` keys; everything of ours starts with PREFIX. Each key's protocol (who
+writes it, who reads it, when it expires) is described beside it, and only the modules of
+:mod:`orchestrator.coordination` touch them.
+"""
+
+from __future__ import annotations
+
+PREFIX = "website-orchestrator:"
+
+PORT = PREFIX + "port:"
+"""``PORT + str(port)``: the id of the build that owns that host port (SET NX; released only
+by its owner, a Lua compare-and-delete)."""
+
+EVENTS = PREFIX + "events:"
+"""``EVENTS + build_id``: the stream of one build's events (status, progress, logs), trimmed
+at EVENTS_KEPT entries and expiring EVENTS_TTL after the build's end."""
+
+WAITING = PREFIX + "waiting"
+"""Sorted set of builds waiting for admission; the lowest score goes first (core.priority)."""
+
+WAITING_OWNERS = PREFIX + "waiting-owners"
+"""Hash: waiting build id → owner id (for the per-user limit)."""
+
+ACTIVE = PREFIX + "active"
+"""Hash: admitted build id → owner id. Its size is the number of builds in progress."""
+
+DEFERRED = PREFIX + "deferred"
+"""Sorted set: build id → when it may wait for admission again (a retry backing off)."""
+
+DEFERRED_OWNERS = PREFIX + "deferred-owners"
+"""Hash: deferred build id → JSON [owner id, admission score]."""
+
+WAKE = PREFIX + "wake"
+"""List pushed to wake idle workers: a build was queued or a slot came free (kept short)."""
+
+HEARTBEAT = PREFIX + "heartbeat:"
+"""``HEARTBEAT + build_id`` exists while a live worker runs the build (refreshed every
+HEARTBEAT_SECONDS, expiring after HEARTBEAT_TTL)."""
+
+CANCEL = PREFIX + "cancel:"
+"""``CANCEL + build_id``: who asked to cancel a build in progress (the worker polls it)."""
+
+RECOVERING = PREFIX + "recovering:"
+"""``RECOVERING + build_id``: set NX for a minute by the worker recovering a lost build."""
+
+ACTIVITY = PREFIX + "activity"
+"""Hash: live build id → JSON {"counter", "activeAt"}: the preview's traffic counter when last
+read, and when it last moved (core.expiry)."""
+
+GC_SCHEDULE = PREFIX + "gc-scheduled"
+"""Set NX, expiring after the gc interval, by the worker that runs the scheduled gc."""
+
+DEPS_USED = PREFIX + "deps-used"
+"""Sorted set: dependency-cache key → when a build last used it (for LRU eviction)."""
+
+DEPS_FILL_LOCK = PREFIX + "deps-fill:"
+"""``DEPS_FILL_LOCK + key``: held while one build fills that cache entry; others wait for it."""
+
+MIGRATION_LOCK = PREFIX + "migrate-lock"
+"""Lock taken while the database schema is migrated."""
+
+EVENTS_KEPT = 5000
+"""Events kept in one build's stream (older ones are trimmed; the database keeps the record)."""
+
+EVENTS_TTL = 7 * 24 * 3600
+"""Seconds a finished build's event stream is kept."""
+
+HEARTBEAT_SECONDS = 5
+"""How often a running build refreshes its heartbeat."""
+
+HEARTBEAT_TTL = 20
+"""A build whose heartbeat is older than this has lost its worker."""
+
+CANCEL_TTL = 3600
+RECOVERING_TTL = 60
+
+
+def text(value: bytes | str | None) -> str | None:
+    """A Redis answer as text (the client returns bytes)."""
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)

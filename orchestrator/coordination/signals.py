@@ -1,0 +1,132 @@
+"""Small signals between processes: cancel requests, build heartbeats, recovery claims, the gc
+schedule and worker wake-ups. Each is a Redis key of orchestrator.coordination.keys, or a dict
+with deadlines for one process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from redis import Redis
+
+from orchestrator.coordination import keys
+
+
+class Signals(Protocol):
+    def request_cancel(self, build_id: str, by: str) -> None:
+        """Ask the worker running a build to stop it."""
+
+    def cancel_requested(self, build_id: str) -> str | None:
+        """Who asked to cancel the build, None when nobody did."""
+
+    def clear_cancel(self, build_id: str) -> None: ...
+
+    def beat(self, build_id: str) -> None:
+        """The build's worker is alive (for HEARTBEAT_TTL seconds)."""
+
+    def alive(self, build_id: str) -> bool: ...
+
+    def stop_beating(self, build_id: str) -> None: ...
+
+    def claim_recovery(self, build_id: str) -> bool:
+        """True for the one process that may recover a lost build now."""
+
+    def gc_due(self, interval: int) -> bool:
+        """True for the one process that runs the scheduled gc this interval."""
+
+    def wake(self) -> None:
+        """Wake an idle worker."""
+
+    def wait_for_wake(self, timeout: float) -> None:
+        """Sleep until woken or ``timeout`` seconds passed."""
+
+
+class RedisSignals:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def request_cancel(self, build_id: str, by: str) -> None:
+        self.redis.set(keys.CANCEL + build_id, by, ex=keys.CANCEL_TTL)
+
+    def cancel_requested(self, build_id: str) -> str | None:
+        return keys.text(self.redis.get(keys.CANCEL + build_id))  # type: ignore[arg-type]
+
+    def clear_cancel(self, build_id: str) -> None:
+        self.redis.delete(keys.CANCEL + build_id)
+
+    def beat(self, build_id: str) -> None:
+        self.redis.set(keys.HEARTBEAT + build_id, "1", ex=keys.HEARTBEAT_TTL)
+
+    def alive(self, build_id: str) -> bool:
+        return bool(self.redis.exists(keys.HEARTBEAT + build_id))
+
+    def stop_beating(self, build_id: str) -> None:
+        self.redis.delete(keys.HEARTBEAT + build_id)
+
+    def claim_recovery(self, build_id: str) -> bool:
+        return bool(self.redis.set(keys.RECOVERING + build_id, "1", nx=True, ex=keys.RECOVERING_TTL))
+
+    def gc_due(self, interval: int) -> bool:
+        return bool(self.redis.set(keys.GC_SCHEDULE, "1", nx=True, ex=interval))
+
+    def wake(self) -> None:
+        pipe = self.redis.pipeline()
+        pipe.rpush(keys.WAKE, "1")
+        pipe.ltrim(keys.WAKE, -100, -1)
+        pipe.execute()
+
+    def wait_for_wake(self, timeout: float) -> None:
+        self.redis.blpop([keys.WAKE], timeout=timeout)
+
+
+class MemorySignals:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._expiring: dict[str, tuple[str, float]] = {}
+        self._woken = threading.Event()
+
+    def _set(self, key: str, value: str, ttl: float, nx: bool = False) -> bool:
+        if nx and self._get(key) is not None:
+            return False
+        self._expiring[key] = (value, self.clock() + ttl)
+        return True
+
+    def _get(self, key: str) -> str | None:
+        entry = self._expiring.get(key)
+        if entry is None or entry[1] <= self.clock():
+            self._expiring.pop(key, None)
+            return None
+        return entry[0]
+
+    def request_cancel(self, build_id: str, by: str) -> None:
+        self._set(keys.CANCEL + build_id, by, keys.CANCEL_TTL)
+
+    def cancel_requested(self, build_id: str) -> str | None:
+        return self._get(keys.CANCEL + build_id)
+
+    def clear_cancel(self, build_id: str) -> None:
+        self._expiring.pop(keys.CANCEL + build_id, None)
+
+    def beat(self, build_id: str) -> None:
+        self._set(keys.HEARTBEAT + build_id, "1", keys.HEARTBEAT_TTL)
+
+    def alive(self, build_id: str) -> bool:
+        return self._get(keys.HEARTBEAT + build_id) is not None
+
+    def stop_beating(self, build_id: str) -> None:
+        self._expiring.pop(keys.HEARTBEAT + build_id, None)
+
+    def claim_recovery(self, build_id: str) -> bool:
+        return self._set(keys.RECOVERING + build_id, "1", keys.RECOVERING_TTL, nx=True)
+
+    def gc_due(self, interval: int) -> bool:
+        return self._set(keys.GC_SCHEDULE, "1", interval, nx=True)
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def wait_for_wake(self, timeout: float) -> None:
+        self._woken.wait(timeout)
+        self._woken.clear()

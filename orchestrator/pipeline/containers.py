@@ -1,0 +1,167 @@
+"""The containers of one build run: created with its environment and registry access, its
+steps started and followed until a verdict, and everything it made removed on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from orchestrator.adapters.network import RegistryAccess
+from orchestrator.adapters.runtime import ContainerSpec
+from orchestrator.adapters.workspace import pack_for_container
+from orchestrator.context import Context
+from orchestrator.core import defaults
+from orchestrator.core.exceptions import (
+    BuildFailed,
+    OrchestratorError,
+    RegistryUnreachable,
+    RuntimeUnavailable,
+)
+from orchestrator.core.follower import Follower, Log, Passed, Probe, Verdict
+from orchestrator.core.status import Outcome, StepName
+from orchestrator.core.steps import Steps
+from orchestrator.pipeline.step_runner import Fault, StepRunner
+from orchestrator.state.recorder import BuildRecorder
+
+
+class Cancelled(Exception):
+    """Raised inside a build when someone asked to cancel it."""
+
+    def __init__(self, by: str) -> None:
+        super().__init__(by)
+        self.by = by
+
+
+def step_timeouts(ctx: Context) -> dict[str, float]:
+    s = ctx.settings
+    return {
+        StepName.INSTALL: s.install_timeout,
+        StepName.INSTALL_SCRIPTS: s.install_timeout,
+        StepName.TYPECHECK: s.typecheck_timeout,
+        StepName.SERVE: s.serve_timeout,
+    }
+
+
+@dataclass
+class BuildRun:
+    """One run of a build: its containers and images so far (to clean up on failure), and the
+    follower that judges its steps."""
+
+    ctx: Context
+    recorder: BuildRecorder
+    build_id: str
+    website_id: str
+    answers: Callable[[], bool] = lambda: False
+    """Whether the dev server answers (set once there is one)."""
+    port: int | None = None
+    container_id: str | None = None
+    owned: list[str] = field(default_factory=list)
+    """Every container this run created (the build container, cache fillers, the check)."""
+    images: list[str] = field(default_factory=list)
+    """Short-lived images this run created (what the type check starts from)."""
+    access: RegistryAccess = field(default_factory=RegistryAccess)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = self.ctx.settings
+        steps = Steps(step_timeouts(self.ctx), time.monotonic(), s.build_timeout)
+        self.follower = Follower(steps, s.memory_limit)
+        self.runner = StepRunner(self.ctx.runtime, self.build_id)
+
+    @property
+    def steps(self) -> Steps:
+        return self.follower.steps
+
+    def spec(self, **overrides: object) -> ContainerSpec:
+        """A container of this build's: its environment, registry access and CPU boost."""
+        env_extra = overrides.pop("env_extra", None) or {}
+        assert isinstance(env_extra, dict)
+        base = ContainerSpec(
+            self.build_id,
+            self.website_id,
+            None,
+            {**self.env, **env_extra},
+            self.access.extra_hosts,
+            nano_cpus=self.ctx.settings.build_nano_cpus,
+        )
+        return replace(base, **overrides)  # type: ignore[arg-type]
+
+    def create(self, spec: ContainerSpec, files: Path | Mapping[str, bytes]) -> str:
+        """Create a container of this build's, with ``files`` (a folder, or name → bytes) in
+        its work directory and the host's CA bundle where Node looks for it."""
+        container_id = self.ctx.runtime.create_build_container(spec)
+        self.owned.append(container_id)
+        extra = {defaults.CONTAINER_CA_PATH: self.access.ca_bundle} if self.access.ca_bundle else {}
+        with pack_for_container(files, extra) as tar:
+            self.ctx.runtime.copy_in(container_id, tar)
+        return container_id
+
+    def discard(self, container_id: str) -> None:
+        self.ctx.runtime.remove(container_id)
+        if container_id in self.owned:
+            self.owned.remove(container_id)
+
+    def run_step(self, step: str, container_id: str, command: str) -> None:
+        """Run one step in the running build container and wait for its verdict."""
+        self.recorder.start_step(step)
+        self.steps.start(step, time.monotonic())
+        self.runner.exec(step, container_id, command)
+        self.follow(lambda: step in self.steps.passed)
+        self.recorder.end_step(Outcome.OK, step)
+
+    def run_alone(self, step: str, container_id: str) -> None:
+        """Start a container whose own process is ``step`` and wait for its verdict."""
+        self.recorder.start_step(step)
+        self.steps.start(step, time.monotonic())
+        self.check_cancelled()
+        self.ctx.runtime.start(container_id)
+        self.runner.container(step, container_id)
+        self.follow(lambda: step in self.steps.passed)
+
+    def follow(self, done: Callable[[], bool]) -> None:
+        """Carry out the follower's decisions until ``done()``; raises BuildFailed (or an
+        infrastructure fault) on its verdict."""
+        while not done():
+            event = self.runner.next(timeout=0.25)
+            if isinstance(event, Fault):
+                raise event.error
+            for decision in self.follower.feed(event, time.monotonic()):
+                if isinstance(decision, Log):
+                    self.recorder.log(decision.text)
+                elif isinstance(decision, Passed) and decision.step == StepName.TYPECHECK:
+                    self.recorder.end_step(Outcome.OK, StepName.TYPECHECK)
+                elif isinstance(decision, Probe):
+                    self.follower.answered(self.answers())
+                elif isinstance(decision, Verdict):
+                    raise failed(decision)
+            self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        by = self.ctx.stores.signals.cancel_requested(self.build_id)
+        if by is not None:
+            raise Cancelled(by)
+
+    def clean_up(self) -> None:
+        shutil.rmtree(self.ctx.settings.workspaces_dir / self.build_id, ignore_errors=True)
+        for container in [*self.owned, *([self.container_id] if self.container_id else [])]:
+            try:
+                self.ctx.runtime.remove(container)
+            except OrchestratorError as exc:
+                self.recorder.log(f"Could not remove container {container[:12]}: {exc}")
+        for image in self.images:
+            with contextlib.suppress(OrchestratorError):
+                self.ctx.runtime.remove_image(image)
+        if self.port is not None:
+            self.ctx.port_pool().release(self.port, self.build_id)
+
+
+def failed(verdict: Verdict) -> Exception:
+    if verdict.infrastructure:
+        if verdict.step == StepName.INSTALL:
+            return RegistryUnreachable(verdict.message)
+        return RuntimeUnavailable(verdict.message)
+    return BuildFailed(verdict.step, verdict.message)

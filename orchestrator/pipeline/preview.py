@@ -1,0 +1,105 @@
+"""A build's preview from the outside: asking the dev server whether it answers, warming it up,
+taking over an identical live preview, and what follows going live."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from redis.exceptions import RedisError
+
+from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.status import Outcome, Status, StepName
+from orchestrator.core.warmup import warm_up
+from orchestrator.pipeline.containers import BuildRun
+from orchestrator.pipeline.reuse import hand_over
+from orchestrator.state.models import BuildJob
+from orchestrator.state.previews import mark_live, retire_replaced
+
+WARM_UP_SECONDS = 15.0
+"""At most this long is spent warming a new preview up (orchestrator.core.warmup)."""
+
+
+class PreviewProbe:
+    """GETs from the preview as a browser would (its Host header)."""
+
+    def __init__(self, run: BuildRun) -> None:
+        self.run = run
+        self.first_page = ""
+        """The preview's page as it first answered (what the warm-up reads)."""
+
+    def request(self, path: str, timeout: float = 2.0) -> httpx.Response | None:
+        s = self.run.ctx.settings
+        host = "127.0.0.1" if s.preview_bind in ("0.0.0.0", "") else s.preview_bind
+        try:
+            return httpx.get(
+                f"http://{host}:{self.run.port}{path}",
+                timeout=timeout,
+                headers={"Host": f"{s.public_host}:{self.run.port}"},
+            )
+        except httpx.HTTPError:
+            return None
+
+    def answers(self) -> bool:
+        response = self.request("/")
+        if response is None or response.status_code >= 500:
+            return False
+        self.first_page = response.text
+        return True
+
+    def warm_up(self) -> None:
+        """Have Vite transform the entry module and pre-bundle its dependencies while the build's
+        cores are still there: a visitor's first load is then quick."""
+        started = time.monotonic()
+
+        def get(path: str) -> str | None:
+            response = self.request(path, timeout=WARM_UP_SECONDS)
+            return response.text if response is not None and response.status_code < 400 else None
+
+        paths = warm_up(get, self.first_page, WARM_UP_SECONDS)
+        if paths:
+            self.run.recorder.log(
+                f"Warmed up {len(paths)} modules ({paths[0]} and what it imports) in "
+                f"{time.monotonic() - started:.1f} s, before the CPU drops to the preview's share"
+            )
+        self.run.recorder.flush()
+
+
+def adopt(run: BuildRun, previous: BuildJob) -> str | None:
+    """Take over the live preview of the website's identical previous build; None when it is
+    not live any more (then this build builds)."""
+    ctx = run.ctx
+    assert previous.container_id and previous.allocated_port and previous.preview_url
+    if previous.status != Status.RUNNING:
+        return None
+    state = ctx.runtime.state(previous.container_id)
+    if state is None or not state.running:
+        return None
+    ports = ctx.stores.ports
+    if not ports.transfer(previous.allocated_port, previous.id, run.build_id):
+        return None
+    if not hand_over(ctx, previous, run.build_id):
+        ports.transfer(previous.allocated_port, run.build_id, previous.id)
+        return None
+    run.port, run.container_id = previous.allocated_port, previous.container_id
+    ctx.stores.activity.move(previous.id, run.build_id)
+    reason = f"identical files to build {previous.id}, whose preview is live: reused, not rebuilt"
+    for step in (StepName.INSTALL, StepName.TYPECHECK, StepName.SERVE):
+        run.recorder.skip_step(step, "", status=Outcome.REUSED)
+    run.recorder.log(f"Reused: {reason}")
+    run.recorder.log(f"Preview live at {previous.preview_url}")
+    run.recorder.running(previous.preview_url)
+    return previous.preview_url
+
+
+def after_live(run: BuildRun) -> None:
+    """Start watching the new preview's traffic, and stop the website's previous preview. The
+    build is live whatever happens here: a failure is logged, and gc catches up."""
+    assert run.container_id
+    try:
+        mark_live(run.ctx, run.build_id, run.container_id)
+        for old in retire_replaced(run.ctx, run.website_id):
+            run.recorder.log(f"Stopped the preview of build {old}, which this one replaces")
+    except (OrchestratorError, RedisError) as exc:
+        run.recorder.log(f"After going live: {exc} (gc will finish the switch)")
+    run.recorder.flush()

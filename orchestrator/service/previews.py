@@ -1,0 +1,58 @@
+"""The live previews a caller may see, with what they cost and how long they sat idle."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from orchestrator.context import Context
+from orchestrator.core.status import Status
+from orchestrator.service.auth import is_admin
+from orchestrator.state.models import ApiToken, BuildJob, Website
+from orchestrator.state.previews import live_since, observe_activity
+
+
+@dataclass(frozen=True)
+class Preview:
+    build_id: str
+    website_id: str
+    website_name: str
+    owner: str
+    url: str | None
+    port: int | None
+    memory_bytes: int | None
+    idle_seconds: float
+    age_seconds: float
+
+
+def live_previews(ctx: Context, session: Session, principal: ApiToken) -> list[Preview]:
+    """The live previews the caller may see (an admin: all), newest first."""
+    query = (
+        select(BuildJob, Website, ApiToken)
+        .join(Website, col(Website.id) == BuildJob.website_id)
+        .join(ApiToken, col(ApiToken.id) == BuildJob.owner_id)
+        .where(BuildJob.status == Status.RUNNING)
+        .order_by(col(BuildJob.completed_at).desc())
+    )
+    if not is_admin(principal):
+        query = query.where(BuildJob.owner_id == principal.id)
+    now = time.time()
+    found = []
+    for build, website, owner in session.exec(query).all():
+        activity = observe_activity(ctx, build, now)
+        found.append(
+            Preview(
+                build_id=build.id,
+                website_id=website.id,
+                website_name=website.name,
+                owner=owner.name,
+                url=build.preview_url,
+                port=build.allocated_port,
+                memory_bytes=ctx.runtime.memory_used(build.container_id) if build.container_id else None,
+                idle_seconds=round(now - activity.active_at, 1),
+                age_seconds=round(now - live_since(build), 1),
+            )
+        )
+    return found
