@@ -11,7 +11,9 @@ from api.routes.websites import status_of
 from api.schemas import BuildPublic, BuildStatus, BuildSummary
 from orchestrator.context import Context
 from orchestrator.core.status import END_STATUSES
-from orchestrator.service.websites import cancel_build, get_build, list_builds
+from orchestrator.service.lookups import get_build, list_builds
+from orchestrator.service.removal import cancel_build
+from orchestrator.state import logs
 from orchestrator.state.models import BuildJob
 from orchestrator.state.recorder import status_event
 
@@ -29,9 +31,11 @@ def builds(
 
 
 @router.get("/{job_id}", response_model=BuildPublic, response_model_by_alias=True)
-def build(job_id: str, session: SessionDep, principal: PrincipalDep) -> BuildPublic:
+def build(job_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> BuildPublic:
     """The whole job record, logs included (the newest lines kept)."""
-    return BuildPublic.model_validate(get_build(session, principal, job_id))
+    record = get_build(session, principal, job_id)
+    lines = logs.tail(session, record.id, ctx.settings.log_lines_kept)
+    return BuildPublic.model_validate({**record.model_dump(), "logs": lines})
 
 
 @router.get("/{job_id}/status", response_model=BuildStatus, response_model_by_alias=True)

@@ -8,17 +8,17 @@ from api.schemas import BuildStatus, UploadAccepted, WebsiteDeleted, WebsitePubl
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.status import Status
-from orchestrator.service.websites import (
-    create_website,
-    delete_website,
+from orchestrator.service.lookups import (
     estimate,
     get_build,
     get_website,
     latest_build,
     list_websites,
     live_build,
-    rebuild_website,
 )
+from orchestrator.service.removal import delete_website
+from orchestrator.service.submissions import create_website, rebuild_website
+from orchestrator.state import logs
 from orchestrator.state.models import BuildJob, Website
 
 router = APIRouter(prefix="/api/websites", tags=["websites"])
@@ -115,7 +115,7 @@ def status_of(ctx: Context, session: Session, build: BuildJob) -> BuildStatus:
         status=build.status,
         progress=build.progress,
         current_step=build.current_step,
-        logs=build.logs[-defaults.STATUS_LOG_LINES :],
+        logs=logs.tail(session, build.id, defaults.STATUS_LOG_LINES),
         preview_url=build.preview_url,
         error=build.error,
         error_step=build.error_step,

@@ -8,16 +8,14 @@ tests as the Docker engine (tests/contracts/test_runtime_contract.py).
 
 from __future__ import annotations
 
-import hashlib
 import io
-import itertools
 import tarfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import IO, Any
 
+from orchestrator.adapters.memory_scripts import Container, Process, Script, new_id
 from orchestrator.adapters.runtime import (
     HOLD,
     KIND_BUILD,
@@ -30,53 +28,6 @@ from orchestrator.config import Settings
 from orchestrator.core import defaults
 from orchestrator.core.exceptions import RuntimeUnavailable
 
-_ids = itertools.count(1)
-
-
-def _new_id(kind: str) -> str:
-    return hashlib.sha256(f"{kind}-{next(_ids)}-{time.time_ns()}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Script:
-    lines: tuple[str, ...] = ()
-    exit_code: int | None = 0
-    """None: runs until its container is removed (a server)."""
-    oom: bool = False
-    """Killed for memory (exit code 137, OOMKilled)."""
-    seconds: float = 0.0
-    """How long it runs before it ends."""
-
-
-@dataclass
-class _Process:
-    script: Script
-    started: float
-
-    def done(self, now: float) -> bool:
-        return self.script.exit_code is not None or self.script.oom
-
-    def ended(self, now: float) -> bool:
-        return self.done(now) and now >= self.started + self.script.seconds
-
-    @property
-    def code(self) -> int | None:
-        return 137 if self.script.oom else self.script.exit_code
-
-
-@dataclass
-class _Container:
-    id: str
-    spec: ContainerSpec
-    labels: dict[str, str]
-    image: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    process: _Process | None = None
-    output: list[str] = field(default_factory=list)
-    nano_cpus: int = 0
-    memory: int = 50 * 2**20
-    traffic: int = 0
-
 
 class MemoryRuntime:
     def __init__(self, settings: Settings, scripts: Mapping[str, Script] | None = None) -> None:
@@ -85,10 +36,10 @@ class MemoryRuntime:
         """A piece of a command line → what that command does (the first piece found wins)."""
         self.available = True
         """False: every call fails as if the engine were down."""
-        self.containers: dict[str, _Container] = {}
+        self.containers: dict[str, Container] = {}
         self.images_by_id: dict[str, dict[str, Any]] = {}
         self.volumes: dict[str, int] = {}
-        self._execs: dict[str, tuple[str, _Process]] = {}
+        self._execs: dict[str, tuple[str, Process]] = {}
         self._lock = threading.Lock()
         self.add_image(settings.node_image, {})
 
@@ -102,7 +53,7 @@ class MemoryRuntime:
         return Script(exit_code=None) if command == HOLD else Script()
 
     def add_image(self, reference: str, image_labels: dict[str, str], size: int = 100 * 2**20) -> str:
-        image_id = "sha256:" + _new_id("image")
+        image_id = "sha256:" + new_id("image")
         self.images_by_id[image_id] = {
             "Id": image_id,
             "RepoTags": [reference] if ":" in reference else [],
@@ -117,7 +68,7 @@ class MemoryRuntime:
         if not self.available:
             raise RuntimeUnavailable("Docker failed to answer: the engine is down (memory runtime)")
 
-    def _get(self, container_id: str) -> _Container:
+    def _get(self, container_id: str) -> Container:
         self._up()
         found = self.containers.get(container_id)
         if found is None:
@@ -147,8 +98,8 @@ class MemoryRuntime:
         found = self.image(image)
         if found is None:
             raise RuntimeUnavailable(f"Docker failed to create the build container: no image {image}")
-        container = _Container(
-            _new_id("container"),
+        container = Container(
+            new_id("container"),
             spec,
             labels(self.settings, build_id=spec.build_id, website_id=spec.website_id, kind=spec.kind),
             found["Id"],
@@ -168,10 +119,10 @@ class MemoryRuntime:
 
     def start(self, container_id: str) -> None:
         container = self._get(container_id)
-        container.process = _Process(self.script(container.spec.command or HOLD), time.monotonic())
+        container.process = Process(self.script(container.spec.command or HOLD), time.monotonic())
         container.output.extend(container.process.script.lines)
 
-    def _follow(self, process: _Process, lines: list[str], alive: Any) -> Iterator[str]:
+    def _follow(self, process: Process, lines: list[str], alive: Any) -> Iterator[str]:
         sent = 0
         while True:
             while sent < len(lines):
@@ -201,8 +152,8 @@ class MemoryRuntime:
             raise RuntimeUnavailable(
                 f"Docker failed to start a step: container {container_id[:12]} is not running"
             )
-        process = _Process(self.script(command), time.monotonic())
-        exec_id = _new_id("exec")
+        process = Process(self.script(command), time.monotonic())
+        exec_id = new_id("exec")
         self._execs[exec_id] = (container_id, process)
         if detach:  # a service: its output goes to the container's log, its end ends the container
             container.output.extend(process.script.lines)

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from orchestrator.adapters.network import registry_access
 from orchestrator.adapters.runtime import KIND_CHECK
-from orchestrator.adapters.uploads import UploadLimits, extract_upload
+from orchestrator.adapters.uploads import extract_upload
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.installs import LOCKFILES
 from orchestrator.core.plan import BuildPlan, TypeCheck, make_plan
 from orchestrator.core.status import Status, StepName
+from orchestrator.core.upload_rules import UploadLimits
 from orchestrator.pipeline.containers import BuildRun
 from orchestrator.pipeline.dependencies import prepare_dependencies
 from orchestrator.pipeline.fill import step_image_labels

@@ -20,60 +20,22 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlmodel import col, select
 
-from orchestrator.adapters.runtime import KIND_DEPS, KIND_STEP_IMAGE
 from orchestrator.context import Context
-from orchestrator.core import defaults, expiry
-from orchestrator.core.exceptions import RuntimeUnavailable
+from orchestrator.core import defaults
 from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
 from orchestrator.core.status import ACTIVE, Status
-from orchestrator.pipeline.cache import DependencyCache
-from orchestrator.pipeline.fill import store_name
 from orchestrator.scheduling.dispatcher import lost_builds, recover_lost
+from orchestrator.service.gc_report import Report, _status
+from orchestrator.service.gc_storage import StorageCollection
 from orchestrator.state.models import BuildJob, Website
 from orchestrator.state.previews import live_since, observe_activity, stop_preview
 
 LIVE = (Status.BUILDING.value, Status.RUNNING.value)
 _BUILD_LABEL = f"{defaults.LABEL_NAMESPACE}.build-id"
-
-
-@dataclass
-class Action:
-    action: str
-    target: str
-    reason: str
-    memory_bytes: int | None = None
-    disk_bytes: int | None = None
-    port: int | None = None
-
-
-@dataclass
-class Report:
-    actions: list[Action] = field(default_factory=list)
-    previews_checked: int = 0
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "actions": [asdict(a) for a in self.actions],
-            "previewsChecked": self.previews_checked,
-            "seconds": round(self.seconds, 3),
-            "freed": {
-                "memoryBytes": sum(a.memory_bytes or 0 for a in self.actions),
-                "diskBytes": sum(a.disk_bytes or 0 for a in self.actions),
-                "ports": sorted({a.port for a in self.actions if a.port is not None}),
-            },
-        }
-
-
-def _status(ctx: Context, build_id: str) -> str | None:
-    with ctx.session() as session:
-        build = session.get(BuildJob, build_id)
-        return build.status if build else None
 
 
 def _size(path: Path) -> int:
@@ -82,16 +44,7 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-class Collector:
-    def __init__(self, ctx: Context, policy: Policy, dry_run: bool, scheduled: bool = False) -> None:
-        self.ctx, self.policy, self.dry_run = ctx, policy, dry_run
-        self.settings, self.runtime = ctx.settings, ctx.runtime
-        self.scheduled = scheduled
-        """Run by the service itself (every minute): costly measurements only now and then."""
-        self.report = Report()
-        self.stopping: set[str] = set()
-        """Builds whose preview this run stops (or, dry, would stop)."""
-
+class Collector(StorageCollection):
     def run(self) -> Report:
         started = time.monotonic()
         self.lost_builds()
@@ -109,9 +62,6 @@ class Collector:
         self.package_store()
         self.report.seconds = time.monotonic() - started
         return self.report
-
-    def add(self, action: str, target: str, reason: str, **freed: int | None) -> None:
-        self.report.actions.append(Action(action, target, reason, **freed))
 
     # -- 1. lost builds ------------------------------------------------------------
 
@@ -247,53 +197,6 @@ class Collector:
             else:
                 path.unlink(missing_ok=True)
         self.add(f"delete {what}", path.name, why, disk_bytes=size)
-
-    # -- 6. dependency cache ------------------------------------------------------
-
-    def dependency_cache(self) -> None:
-        cache = DependencyCache(self.ctx)
-        budget = self.settings.deps_cache_mb * 2**20
-        for entry in cache.over_budget(budget):
-            idle = expiry.duration(time.time() - entry.last_used)
-            why = f"least recently used (last {idle} ago) beyond the {self.settings.deps_cache_mb} MB budget"
-            if self.dry_run or cache.remove(entry):
-                self.add("evict dependencies", entry.key[:12], why, disk_bytes=entry.size_bytes)
-
-
-    def step_images(self) -> None:
-        """Images a build's type check started from, left by a build that is not in progress."""
-        ns = defaults.LABEL_NAMESPACE
-        instance = f"{ns}.instance={self.settings.instance_id}"
-        parents = {image.get("ParentId") for image in self.runtime.images(f"{ns}.kind={KIND_DEPS}", instance)}
-        for image in self.runtime.images(f"{ns}.kind={KIND_STEP_IMAGE}", instance):
-            build_id = (image.get("Labels") or {}).get(_BUILD_LABEL, "")
-            if _status(self.ctx, build_id) == Status.BUILDING or image["Id"] in parents:
-                continue  # in use, or the fetched tree a cache entry was built on (goes with it)
-            if self.dry_run or self.runtime.remove_image(image["Id"]):
-                self.add(
-                    "remove image",
-                    image["Id"].removeprefix("sha256:")[:12],
-                    f"the type check of build {build_id[:12]}, which is not in progress",
-                    disk_bytes=int(image.get("Size") or 0),
-                )
-
-
-    def package_store(self) -> None:
-        """Empty the store of downloaded packages when it outgrew its budget (it is a cache:
-        the next fill downloads again). Only an operator's run measures it."""
-        if self.scheduled:
-            return  # sizing asks Docker to measure every volume (seconds on a busy engine)
-        name = store_name(self.settings.instance_id)
-        try:
-            size = self.runtime.volume_size(name)
-        except RuntimeUnavailable:  # Docker sizes one request at a time: another gc is measuring
-            return
-        budget = self.settings.npm_store_mb * 2**20
-        if size is None or size <= budget:
-            return
-        why = f"{size // 2**20} MB, beyond the {self.settings.npm_store_mb} MB budget"
-        if self.dry_run or self.runtime.remove_volume(name):
-            self.add("empty package store", name, why, disk_bytes=size)
 
 
 def collect(

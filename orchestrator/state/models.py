@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
 from orchestrator.core.status import Status
@@ -57,8 +57,6 @@ class BuildJob(SQLModel, table=True):
     priority: int = 0
     progress: int = 0
     current_step: str | None = None
-    logs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    """The newest log lines (at most Settings.log_lines_kept)."""
     error: str | None = None
     error_step: str | None = None
     allocated_port: int | None = None
@@ -85,3 +83,14 @@ class BuildJob(SQLModel, table=True):
     deps_key: str | None = None
     """The dependency-cache key of its node_modules."""
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class BuildLogLine(SQLModel, table=True):
+    """One line of a build's log. Lines are only ever appended (orchestrator.state.logs); the
+    newest Settings.log_lines_kept of a build are kept."""
+
+    __tablename__ = "build_log_lines"
+
+    id: int | None = Field(default=None, primary_key=True)
+    build_id: str = Field(foreign_key="build_jobs.id", index=True)
+    line: str = Field(sa_column=Column(Text, nullable=False))

@@ -22,6 +22,7 @@ from orchestrator.core import defaults
 from orchestrator.core.exceptions import NotFound
 from orchestrator.core.plan import READY, STEP_BY_NAME
 from orchestrator.core.status import EventType, Outcome, Status, check_transition
+from orchestrator.state import logs
 from orchestrator.state.models import BuildJob, utcnow
 
 
@@ -76,13 +77,13 @@ class BuildRecorder:
         self.lines_kept = ctx.settings.log_lines_kept
         self.flush_interval = flush_interval
         self._pending: list[str] = []
+        self._unpruned = 0
+        """Lines appended since the build's log was last pruned to ``lines_kept``."""
         self._last_flush = 0.0
         self.current_step: str | None = None
         """The step started last (the one a failure is blamed on unless a marker says otherwise)."""
         self.open_steps: list[str] = []
         """Steps started and not ended (the type check and the server run side by side)."""
-        self.step_lines: list[str] = []
-        """Log lines of the current step (the newest ones), to explain a failure."""
 
     @contextmanager
     def _build(self) -> Iterator[BuildJob]:
@@ -168,6 +169,8 @@ class BuildRecorder:
 
     def _change_status(self, status: Status, change: Callable[[BuildJob], None], **fields: object) -> None:
         self.flush()
+        with self.ctx.session() as session:  # the build is over: its log takes its final size
+            logs.prune(session, self.build_id, self.lines_kept)
         with self._build() as build:
             build.status = check_transition(build.status, status)
             build.completed_at = utcnow()
@@ -189,8 +192,6 @@ class BuildRecorder:
         step = STEP_BY_NAME[name]
         self.current_step = name
         self.open_steps.append(name)
-        if not alongside:
-            self.step_lines = []
         with self._build() as build:
             build.steps = {
                 **build.steps,
@@ -233,7 +234,6 @@ class BuildRecorder:
     def log(self, line: str) -> None:
         line = line[: defaults.LOG_LINE_MAX_CHARS]
         self._pending.append(line)
-        self.step_lines = (self.step_lines + [line])[-200:]
         if time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
 
@@ -242,6 +242,10 @@ class BuildRecorder:
         if not self._pending:
             return
         lines, self._pending = self._pending, []
-        with self._build() as build:
-            build.logs = (list(build.logs) + lines)[-self.lines_kept :]
+        self._unpruned += len(lines)
+        with self.ctx.session() as session:
+            logs.append(session, self.build_id, lines)
+            if self._unpruned > self.lines_kept:  # at most twice the lines kept, between prunes
+                logs.prune(session, self.build_id, self.lines_kept)
+                self._unpruned = 0
         self.ctx.stores.events.publish(self.build_id, [(EventType.LOG, {"line": line}) for line in lines])

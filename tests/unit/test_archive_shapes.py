@@ -8,8 +8,9 @@ import zipfile
 
 import pytest
 
-from orchestrator.adapters.uploads import UploadLimits, extract_upload, store_upload
+from orchestrator.adapters.uploads import extract_upload, store_upload
 from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
+from orchestrator.core.upload_rules import UploadLimits
 
 PKG = b'{"name": "shop", "devDependencies": {"vite": "^8"}}'
 PROJECT = {"package.json": PKG, "index.html": b"<h1>shop</h1>", "src/main.ts": b"console.log(1)"}

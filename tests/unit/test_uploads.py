@@ -4,9 +4,10 @@ import zipfile
 
 import pytest
 
-from orchestrator.adapters.uploads import UploadLimits, clean_path, extract_upload, store_upload
+from orchestrator.adapters.uploads import extract_upload, store_upload
 from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
 from orchestrator.core.plan import ProjectType
+from orchestrator.core.upload_rules import UploadLimits, clean_path
 
 VITE_PKG = b'{"name": "shop", "devDependencies": {"vite": "^8"}}'
 

@@ -1,0 +1,108 @@
+"""The API's routes over the in-memory context (FastAPI's TestClient): status codes, the
+answers' shapes, and who sees what."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from orchestrator.context import Context
+from orchestrator.service.auth import Role
+from tests.unit.conftest import site_zip, token
+
+
+@pytest.fixture
+def client(ctx: Context):
+    with TestClient(create_app(ctx)) as client:
+        client.headers["Authorization"] = f"Bearer {token(ctx, Role.USER, 'alice')[1]}"
+        yield client
+
+
+def upload(client: TestClient, files: dict[str, str] | None = None) -> dict:
+    response = client.post("/api/websites", files={"files": ("site.zip", site_zip(files), "application/zip")})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_health_needs_no_token(ctx: Context) -> None:
+    with TestClient(create_app(ctx)) as anonymous:
+        assert anonymous.get("/api/health").json() == {"status": "ok"}
+
+
+def test_a_request_without_a_token_is_refused(ctx: Context) -> None:
+    with TestClient(create_app(ctx)) as anonymous:
+        response = anonymous.get("/api/websites")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json()["error"] == "Unauthorized"
+
+
+def test_an_upload_answers_at_once_with_the_website_and_its_build(client: TestClient) -> None:
+    accepted = upload(client)
+    assert accepted["success"] is True and accepted["website"]["type"] == "static"
+    assert accepted["website"]["buildJobId"]
+
+
+def test_the_build_status_of_a_queued_build(client: TestClient) -> None:
+    website = upload(client)["website"]
+    status = client.get(f"/api/websites/{website['id']}/build-status").json()
+    assert status["status"] == "queued" and status["queuePosition"] == 1 and status["progress"] == 0
+
+
+def test_a_build_is_read_by_its_id(client: TestClient) -> None:
+    job = upload(client)["website"]["buildJobId"]
+    assert client.get(f"/api/builds/{job}").json()["id"] == job
+    assert client.get(f"/api/builds/{job}/status").json()["jobId"] == job
+
+
+def test_an_upload_that_is_not_a_site_gets_a_400_that_says_why(client: TestClient) -> None:
+    response = client.post("/api/websites", files={"files": ("site.zip", b"garbage", "application/zip")})
+    assert response.status_code == 400 and response.json()["detail"]
+
+
+def test_an_upload_without_files_gets_a_400(client: TestClient) -> None:
+    response = client.post("/api/websites", data={"name": "empty"})
+    assert response.status_code == 400
+
+
+def test_an_unknown_website_is_a_404(client: TestClient) -> None:
+    response = client.get("/api/websites/nope/build-status")
+    assert response.status_code == 404 and response.json()["detail"] == "no website with id nope"
+
+
+def test_a_queued_build_is_cancelled(client: TestClient) -> None:
+    job = upload(client)["website"]["buildJobId"]
+    response = client.post(f"/api/builds/{job}/cancel")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert client.post(f"/api/builds/{job}/cancel").status_code == 409
+
+
+def test_websites_are_listed_newest_first(client: TestClient) -> None:
+    first = upload(client)["website"]["id"]
+    second = upload(client)["website"]["id"]
+    assert [w["id"] for w in client.get("/api/websites").json()] == [second, first]
+
+
+def test_a_deleted_website_is_gone_and_its_builds_stay_as_history(client: TestClient) -> None:
+    website = upload(client)["website"]
+    deleted = client.delete(f"/api/websites/{website['id']}").json()
+    assert deleted["cancelledBuilds"] == [website["buildJobId"]]
+    assert client.get(f"/api/websites/{website['id']}").status_code == 404
+    assert client.get(f"/api/builds/{website['buildJobId']}").json()["status"] == "cancelled"
+
+
+def test_another_users_build_is_a_404(ctx: Context, client: TestClient) -> None:
+    job = upload(client)["website"]["buildJobId"]
+    client.headers["Authorization"] = f"Bearer {token(ctx, Role.USER, 'bob')[1]}"
+    assert client.get(f"/api/builds/{job}").status_code == 404
+
+
+def test_no_previews_are_live_at_first(client: TestClient) -> None:
+    assert client.get("/api/previews").json() == []
+
+
+def test_the_events_of_a_cancelled_build_end_with_its_status(client: TestClient) -> None:
+    job = upload(client)["website"]["buildJobId"]
+    client.post(f"/api/builds/{job}/cancel")
+    body = client.get(f"/api/builds/{job}/events").text
+    assert "event: status" in body and '"cancelled"' in body
