@@ -92,21 +92,6 @@ class DockerStorage(DockerBase):
             f"image {reference}", self.client.api.remove_image, reference, noprune=False
         )
 
-    def _remove_unless_in_use(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> bool:
-        """Remove something of Docker's: True when it is gone (or was), False when Docker
-        refuses because it is in use (409); any other failure is RuntimeUnavailable."""
-        try:
-            fn(*args, **kwargs)
-        except (DockerNotFound, ImageNotFound):
-            return True
-        except APIError as exc:
-            if exc.status_code == 409:
-                return False
-            raise RuntimeUnavailable(f"Docker failed to remove {what}: {exc}") from exc
-        except (DockerException, RequestException) as exc:
-            raise RuntimeUnavailable(f"Docker failed to remove {what}: {exc}") from exc
-        return True
-
     def memory_used(self, container_id: str) -> int | None:
         """Bytes a container really uses (its working set: usage less inactive page cache), as
         `docker stats` reports it. Read from the container's cgroup (fast: a gc or admission round

@@ -78,9 +78,15 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
 ) -> None:
     """Run the HTTP API."""
+    _serve_api(_prepare(check_runtime=False), host, port)
+
+
+def _serve_api(ctx: Context, host: str | None, port: int | None) -> None:
+    """Run uvicorn's API processes (each makes its own context at start-up)."""
     import uvicorn
 
-    settings = _prepare(check_runtime=False).settings
+    settings = ctx.settings
+    ctx.close()
     uvicorn.run(
         "api.main:app",
         host=host or settings.api_host,
@@ -119,7 +125,6 @@ def up(
     port: Annotated[int | None, typer.Option(help="Port the API listens on")] = None,
 ) -> None:
     """Run the API and build workers in the foreground (Ctrl-C stops all)."""
-    import uvicorn
     from sqlmodel import select
 
     from orchestrator.state.models import ApiToken
@@ -130,7 +135,6 @@ def up(
         first_start = session.exec(select(ApiToken)).first() is None
         if first_start:
             _, token = create_token(session, Role.ADMIN, "first admin")
-    ctx.close()
     procs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker"]) for _ in range(workers)]
     address = f"http://{host or settings.api_host}:{port or settings.api_port}"
     console.print(f"[bold]API[/bold] {address}  (docs: {address}/docs), {workers} build workers")
@@ -141,13 +145,7 @@ def up(
     # workers below are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(
-            "api.main:app",
-            host=host or settings.api_host,
-            port=port or settings.api_port,
-            log_level="info",
-            workers=settings.api_processes,
-        )
+        _serve_api(ctx, host, port)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -53,6 +53,12 @@ class Events(Protocol):
     def read(self, build_id: str, after: str | None = None) -> list[Event]:
         """The events after ``after`` (all when None), as they are now."""
 
+    def last_id(self, build_id: str) -> str | None:
+        """The id of the build's newest event, None when it has none."""
+
+    def wait(self, build_id: str, after: str | None, timeout: float) -> list[Event]:
+        """The events after ``after``, waiting up to ``timeout`` seconds for one to come."""
+
     def follow(
         self, build_id: str, after: str | None, is_over: IsOver, poll_seconds: float = 5.0
     ) -> AsyncIterator[Event]:
@@ -123,6 +129,16 @@ class RedisEvents:
         found: Any = self.redis.xrange(keys.EVENTS + build_id, min=f"({after}" if after else "-")
         return [self._decode(i, f) for i, f in found or []]
 
+    def last_id(self, build_id: str) -> str | None:
+        found: Any = self.redis.xrevrange(keys.EVENTS + build_id, count=1)
+        return keys.text(found[0][0]) if found else None
+
+    def wait(self, build_id: str, after: str | None, timeout: float) -> list[Event]:
+        found: Any = self.redis.xread(
+            {keys.EVENTS + build_id: after or "0-0"}, count=500, block=max(1, int(timeout * 1000))
+        )
+        return [self._decode(i, f) for _key, entries in found or [] for i, f in entries]
+
     def follow(
         self, build_id: str, after: str | None, is_over: IsOver, poll_seconds: float = 5.0
     ) -> AsyncIterator[Event]:
@@ -149,12 +165,13 @@ class MemoryEvents:
     """Events in lists, ids ``<n>-0`` like a Redis stream's."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._streams: dict[str, list[Event]] = {}
         self._next = 0
 
     def publish(self, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
         with self._lock:
+            self._lock.notify_all()
             stream = self._streams.setdefault(build_id, [])
             for kind, data in events:
                 self._next += 1
@@ -165,6 +182,16 @@ class MemoryEvents:
         position = int((after or "0-0").split("-")[0])
         with self._lock:
             return [e for e in self._streams.get(build_id, []) if int((e.id or "0").split("-")[0]) > position]
+
+    def last_id(self, build_id: str) -> str | None:
+        with self._lock:
+            stream = self._streams.get(build_id)
+            return stream[-1].id if stream else None
+
+    def wait(self, build_id: str, after: str | None, timeout: float) -> list[Event]:
+        with self._lock:
+            self._lock.wait_for(lambda: bool(self.read(build_id, after)), timeout)
+        return self.read(build_id, after)
 
     def follow(
         self, build_id: str, after: str | None, is_over: IsOver, poll_seconds: float = 5.0

@@ -16,12 +16,12 @@ from sqlmodel import col, select
 
 from orchestrator.context import Context
 from orchestrator.core.expiry import StopReason
-from orchestrator.core.status import Status
+from orchestrator.core.status import Status, StepName
 from orchestrator.state.models import BuildJob, utcnow
 from orchestrator.state.recorder import claim
 
 REUSABLE = (Status.RUNNING.value, Status.STOPPED.value, Status.FAILED.value)
-USER_FAILURES = ("install", "lifecycle", "typecheck", "serve")
+USER_FAILURES = (StepName.INSTALL, StepName.INSTALL_SCRIPTS, StepName.TYPECHECK, StepName.SERVE)
 """Steps whose failure is the files' fault (not the machine's): worth reporting again."""
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from orchestrator.context import Context
 from orchestrator.core.exceptions import InvalidTransition
 from orchestrator.core.expiry import StopReason
-from orchestrator.core.status import Status
+from orchestrator.core.status import EventType, Status
 from orchestrator.service.lookups import get_build, get_website
 from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
 from orchestrator.state.previews import stop_preview
@@ -51,13 +51,16 @@ def cancel_build(
         raise InvalidTransition(
             f"the build is {build.status}: only a queued or building build can be cancelled"
         )
+    events = ctx.stores.events
+    cursor = events.last_id(build.id)
     ctx.stores.signals.request_cancel(build.id, by)  # the worker checks every 0.25 s
     deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        session.refresh(build)
-        if build.status != Status.BUILDING:
+    while (left := deadline - time.monotonic()) > 0:  # its status event says when it stopped
+        found = events.wait(build.id, cursor, left)
+        cursor = found[-1].id if found else cursor
+        if any(e.type == EventType.STATUS and e.data.get("status") != Status.BUILDING for e in found):
             break
-        time.sleep(0.1)
+    session.refresh(build)
     return build
 
 

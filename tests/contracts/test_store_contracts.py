@@ -259,3 +259,29 @@ def test_a_fill_lock_is_held_by_one_at_a_time(stores: Stores) -> None:
         order.append("first")
     thread.join(10)
     assert order == ["first", "second"]
+
+
+def test_the_last_event_id_is_the_newest(stores: Stores) -> None:
+    assert stores.events.last_id("b") is None
+    stores.events.publish("b", [(EventType.LOG, {"line": "1"}), (EventType.LOG, {"line": "2"})])
+    assert stores.events.last_id("b") == stores.events.read("b")[-1].id
+
+
+def test_waiting_returns_what_comes_after_the_cursor(stores: Stores) -> None:
+    import threading
+
+    stores.events.publish("b", [(EventType.LOG, {"line": "old"})])
+    cursor = stores.events.last_id("b")
+    later = threading.Timer(0.1, stores.events.publish, ("b", [(EventType.STATUS, {"status": "cancelled"})]))
+    later.start()
+    found = stores.events.wait("b", cursor, timeout=5)
+    later.join()
+    assert [e.data for e in found] == [{"status": "cancelled"}]
+
+
+def test_waiting_for_nothing_ends_at_the_timeout(stores: Stores) -> None:
+    import time
+
+    started = time.monotonic()
+    assert stores.events.wait("quiet", None, timeout=0.2) == []
+    assert 0.15 < time.monotonic() - started < 2

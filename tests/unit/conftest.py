@@ -11,7 +11,7 @@ import pytest
 from orchestrator.config import Settings
 from orchestrator.context import Context
 from orchestrator.service.auth import Role, create_token
-from orchestrator.state.models import ApiToken
+from orchestrator.state.models import ApiToken, BuildJob
 from orchestrator.state.schema import memory_context
 
 
@@ -45,3 +45,11 @@ def site_zip(files: dict[str, str] | None = None) -> bytes:
         for name, text in (files or {"index.html": "<h1>hi</h1>"}).items():
             archive.writestr(name, text)
     return buffer.getvalue()
+
+
+def record(ctx: Context, build_id: str) -> BuildJob:
+    """The build's record as the database has it now."""
+    with ctx.session() as session:
+        found = session.get(BuildJob, build_id)
+    assert found is not None
+    return found

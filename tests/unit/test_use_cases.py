@@ -19,7 +19,7 @@ from orchestrator.service.lookups import get_build, get_website
 from orchestrator.service.removal import cancel_build, delete_website
 from orchestrator.service.submissions import create_website
 from orchestrator.state.models import ApiToken, BuildJob, utcnow
-from tests.unit.conftest import site_zip, token
+from tests.unit.conftest import record, site_zip, token
 
 IDLE = (10.0, 10.0)
 """The host's memory and CPU use (%) the dispatcher is told: plenty of room."""
@@ -28,13 +28,6 @@ IDLE = (10.0, 10.0)
 def upload(ctx: Context, owner: ApiToken, files: dict[str, str] | None = None, **kwargs):
     with ctx.session() as session:
         return create_website(ctx, session, owner, [("site.zip", io.BytesIO(site_zip(files)))], **kwargs)
-
-
-def record(ctx: Context, build_id: str) -> BuildJob:
-    with ctx.session() as session:
-        found = session.get(BuildJob, build_id)
-    assert found is not None
-    return found
 
 
 def test_an_upload_is_recorded_queued_and_waiting(ctx: Context, alice: ApiToken) -> None:
@@ -218,3 +211,28 @@ def test_reconcile_puts_back_a_queued_build_the_stores_lost(ctx: Context, alice:
     assert reconcile(ctx, jobs) == [build.id]
     assert reconcile(ctx, jobs) == []
     assert ctx.stores.admission.waiting() == [build.id]
+
+
+def test_cancelling_a_building_build_answers_once_its_worker_stopped_it(
+    ctx: Context, alice: ApiToken
+) -> None:
+    import threading
+
+    from orchestrator.state.recorder import BuildRecorder
+
+    _, build = upload(ctx, alice)
+    ctx.stores.admission.withdraw(build.id)
+    assert BuildRecorder(ctx, build.id).begin() is not None  # a worker took it
+
+    def worker() -> None:  # what the build's worker does when it sees the request
+        while ctx.stores.signals.cancel_requested(build.id) is None:
+            time.sleep(0.01)
+        BuildRecorder(ctx, build.id).cancelled("alice")
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started = time.monotonic()
+    with ctx.session() as session:
+        answer = cancel_build(ctx, session, alice, build.id, wait_seconds=5)
+    thread.join()
+    assert answer.status == Status.CANCELLED and time.monotonic() - started < 2

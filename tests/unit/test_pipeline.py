@@ -1,0 +1,162 @@
+"""A whole build job over the in-memory context: the scripted runtime plays the containers, a
+tiny HTTP server on loopback plays the dev server's answer."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.adapters.memory_runtime import MemoryRuntime
+from orchestrator.adapters.memory_scripts import Script
+from orchestrator.context import Context
+from orchestrator.coordination.admission import SlotLimits
+from orchestrator.core.status import Outcome, Status
+from orchestrator.pipeline.job import build
+from orchestrator.service.submissions import create_website
+from orchestrator.state import logs
+from orchestrator.state.models import ApiToken, BuildJob
+from tests.unit.conftest import record, site_zip
+
+SERVER_RUNS = {"--strictPort": Script(("VITE v7 ready in 300 ms",), exit_code=None)}
+SERVER_EXITS = {"--strictPort": Script(("Error: Cannot find module 'vite'",), exit_code=1)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def port(ctx: Context) -> int:
+    found = free_port()
+    ctx.settings.port_range_start = ctx.settings.port_range_end = found
+    return found
+
+
+@pytest.fixture
+def answering(port: int) -> Iterator[int]:
+    """Something answering on the preview's port, as the dev server would."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield port
+    server.shutdown()
+    server.server_close()
+
+
+def scripted(ctx: Context, scripts: dict[str, Script]) -> MemoryRuntime:
+    runtime = ctx.runtime
+    assert isinstance(runtime, MemoryRuntime)
+    runtime.scripts.update(scripts)
+    return runtime
+
+
+def queued(ctx: Context, owner: ApiToken) -> str:
+    with ctx.session() as session:
+        _, record = create_website(ctx, session, owner, [("site.zip", io.BytesIO(site_zip()))])
+    assert ctx.stores.admission.admit(SlotLimits(10, 10)) == record.id  # as a dispatch round does
+    return record.id
+
+
+def log_of(ctx: Context, build_id: str) -> list[str]:
+    with ctx.session() as session:
+        return logs.tail(session, build_id, 1000)
+
+
+def test_a_static_site_goes_live_and_drops_to_the_preview_cpu(
+    ctx: Context, alice: ApiToken, answering: int
+) -> None:
+    runtime = scripted(ctx, SERVER_RUNS)
+    build_id = queued(ctx, alice)
+    assert build(ctx, build_id) == f"http://localhost:{answering}/"
+    done = record(ctx, build_id)
+    assert done.status == Status.RUNNING and done.progress == 100 and done.allocated_port == answering
+    assert done.steps["install"]["status"] == Outcome.SKIPPED and done.steps["serve"]["status"] == Outcome.OK
+    assert done.container_id and runtime.limits(done.container_id)["nano_cpus"] == ctx.settings.nano_cpus
+    assert "VITE v7 ready in 300 ms" in log_of(ctx, build_id)
+    assert ctx.stores.ports.owner(answering) == build_id
+    assert ctx.stores.admission.active() == {}
+    assert ctx.stores.activity.load(build_id) is not None
+
+
+def test_a_server_that_exits_fails_the_build_and_leaves_nothing(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    runtime = scripted(ctx, SERVER_EXITS)
+    build_id = queued(ctx, alice)
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.FAILED and done.error_step == "serve"
+    assert done.error == (
+        "starting the development server failed: the server exited before it answered (exit code 1): "
+        "Error: Cannot find module 'vite'"
+    )
+    assert runtime.list_ours() == [] and ctx.stores.ports.owner(port) is None
+    assert not (ctx.settings.workspaces_dir / build_id).exists()
+
+
+def test_an_engine_outage_defers_a_retry_instead_of_sleeping(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    runtime = scripted(ctx, SERVER_RUNS)
+    build_id = queued(ctx, alice)
+    runtime.available = False
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.QUEUED
+    assert "the engine is down (memory runtime). Retrying in 1 s" in (done.wait_reason or "")
+    assert ctx.stores.admission.waiting() == [] and ctx.stores.admission.active() == {}
+    assert ctx.stores.admission.due(now=10**12) == [build_id]
+
+
+def test_a_cancel_asked_before_the_container_starts_cancels(ctx: Context, alice: ApiToken, port: int) -> None:
+    runtime = scripted(ctx, SERVER_RUNS)
+    build_id = queued(ctx, alice)
+    ctx.stores.signals.request_cancel(build_id, "alice")
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.CANCELLED and done.cancelled_by == "alice"
+    assert runtime.list_ours() == [] and ctx.stores.signals.cancel_requested(build_id) is None
+    assert "Cancelled by alice" in log_of(ctx, build_id)
+
+
+def test_a_build_no_longer_queued_is_not_run(ctx: Context, alice: ApiToken, port: int) -> None:
+    build_id = queued(ctx, alice)
+    with ctx.session() as session:
+        found = session.get(BuildJob, build_id)
+        assert found is not None
+        found.status = Status.CANCELLED
+    assert build(ctx, build_id) is None
+    assert ctx.stores.admission.active() == {}
+
+
+def test_an_identical_upload_takes_over_the_live_preview(
+    ctx: Context, alice: ApiToken, answering: int
+) -> None:
+    scripted(ctx, SERVER_RUNS)
+    first = queued(ctx, alice)
+    build(ctx, first)
+    website_id = record(ctx, first).website_id
+    with ctx.session() as session:
+        from orchestrator.service.lookups import get_website
+
+        site = get_website(session, alice, website_id)
+        _, again = create_website(
+            ctx, session, alice, [("site.zip", io.BytesIO(site_zip()))], website_id=site.id
+        )
+    assert build(ctx, again.id) == f"http://localhost:{answering}/"
+    assert record(ctx, first).status == Status.STOPPED and record(ctx, first).stop_reason == "replaced"
+    second = record(ctx, again.id)
+    assert second.reused_from == first and second.container_id == record(ctx, first).container_id
+    assert ctx.stores.ports.owner(answering) == again.id
