@@ -13,7 +13,7 @@ from rich.console import Console
 from orchestrator.cli.common import console, fail
 from orchestrator.config import Settings
 from orchestrator.core.exceptions import OrchestratorError
-from orchestrator.core.status import END_STATUSES, Status
+from orchestrator.core.status import END_STATUSES, EventType, Status
 
 _commands: list = []
 
@@ -90,9 +90,9 @@ def submit(
                 with Progress(*columns, console=console, transient=True) as bar:
                     task = bar.add_task("Queued", total=100)
                     for kind, data in client.events(job):
-                        if kind == "log":
+                        if kind == EventType.LOG:
                             bar.console.print(data["line"], markup=False, highlight=False)
-                        elif kind in ("progress", "status"):
+                        elif kind in (EventType.PROGRESS, EventType.STATUS):
                             bar.update(
                                 task,
                                 completed=data.get("progress", 0),
@@ -162,7 +162,7 @@ def logs(
         try:
             if follow:
                 for kind, data in client.events(job):
-                    if kind == "log":
+                    if kind == EventType.LOG:
                         print(data["line"], flush=True)
             else:
                 for line in client.request("GET", f"/api/builds/{job}")["logs"]:

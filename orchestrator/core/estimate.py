@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.core.plan import STEPS
+from orchestrator.core.status import DONE_OUTCOMES, END_STATUSES, Status, StepName
 
 STEP_ORDER = [s.name for s in STEPS]
 """Every step, for step_durations."""
@@ -25,7 +26,7 @@ def step_durations(steps: Mapping[str, Any]) -> dict[str, float]:
     for name in STEP_ORDER:
         info = steps.get(name) or {}
         if (
-            info.get("status") not in ("ok", "skipped", "cached", "reused")
+            info.get("status") not in DONE_OUTCOMES
             or not info.get("startedAt")
             or not info.get("endedAt")
         ):
@@ -44,7 +45,12 @@ def typical_durations(history: Iterable[Mapping[str, float]]) -> dict[str, float
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-PHASES: tuple[tuple[str, ...], ...] = (("extract",), ("install",), ("lifecycle",), ("typecheck", "serve"))
+PHASES: tuple[tuple[str, ...], ...] = (
+    (StepName.EXTRACT,),
+    (StepName.INSTALL,),
+    (StepName.INSTALL_SCRIPTS,),
+    (StepName.TYPECHECK, StepName.SERVE),
+)
 """Steps in order; the steps of one phase run side by side (the type check beside the server)."""
 
 
@@ -52,8 +58,8 @@ def remaining_seconds(
     typical: Mapping[str, float], status: str, steps: Mapping[str, Any], now: datetime
 ) -> float | None:
     """Seconds left until the preview is live; None when there is nothing to go on."""
-    if status in ("running", "failed", "cancelled", "stopped"):
-        return 0.0 if status == "running" else None
+    if status in END_STATUSES:
+        return 0.0 if status == Status.RUNNING else None
     if not typical:
         return None
 

@@ -7,6 +7,7 @@ import re
 
 from orchestrator.core import defaults
 from orchestrator.core.plan import STEP_BY_NAME
+from orchestrator.core.status import StepName
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -63,7 +64,7 @@ def failure_message(
         return f"{name} failed: {what} ran out of memory ({memory_text(memory_limit)} limit)"
     if exit_code == 137:
         return f"{name} failed: the process was killed (exit code 137), most likely out of memory"
-    if step == "serve":
+    if step == StepName.SERVE:
         return (
             f"{name} failed: the server exited before it answered "
             f"(exit code {exit_code}): {failure_cause(lines)}"

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from orchestrator.core.plan import STEP_BY_NAME
+from orchestrator.core.status import StepName
 
-SERVE = "serve"
+SERVE = StepName.SERVE
 """The step whose process must keep running: the development server."""
 
 

@@ -38,6 +38,7 @@ from orchestrator.core.installs import (
     nearest,
     trusted_npmrc,
 )
+from orchestrator.core.status import StepName
 from orchestrator.pipeline.cache import DependencyCache
 
 TREE_LOCK = f"{defaults.CONTAINER_WORKDIR}/node_modules/.package-lock.json"
@@ -77,7 +78,7 @@ def fill(
     files = {"package.json": manifest, **inputs}
     if install.manager is not PackageManager.NPM:
         filler = ctx.create(ctx.spec(kind=KIND_FILLER, command=["sh", "-c", install.command]), files)
-        ctx.run_alone("install", filler)
+        ctx.run_alone(StepName.INSTALL, filler)
         image = ctx.cache.save(filler, key, build_id)
         ctx.discard(filler)
         return image
@@ -106,7 +107,7 @@ def fill(
         files,
     )
     before = ctx.runtime.read_file(fetch, TREE_LOCK) if start else None
-    ctx.run_alone("install", fetch)
+    ctx.run_alone(StepName.INSTALL, fetch)
     scripts = install_script_packages(ctx.runtime.read_file(fetch, TREE_LOCK), before)
     if scripts == []:
         image = ctx.cache.save(fetch, key, build_id, described)
@@ -122,7 +123,7 @@ def fill(
     rebuild = "npm rebuild --foreground-scripts" + "".join(f" '{name}'" for name in scripts or [])
     filler = ctx.create(ctx.spec(kind=KIND_FILLER, image=fetched, command=["sh", "-c", rebuild]), {})
     try:
-        ctx.run_alone("install", filler)
+        ctx.run_alone(StepName.INSTALL, filler)
         image = ctx.cache.save(filler, key, build_id, described)
     except BaseException:
         ctx.discard(filler)

@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.core.estimate import remaining_seconds, step_durations, typical_durations
 from orchestrator.core.exceptions import NotFound
-from orchestrator.core.status import Status
+from orchestrator.core.status import Status, StepName
 from orchestrator.service.auth import is_admin
 from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
 
@@ -81,5 +81,5 @@ def estimate(session: Session, build: BuildJob) -> float | None:
         ).all()
     typical = typical_durations(step_durations(steps) for steps in history)
     if cached_likely:
-        typical["install"] = 0.0  # a hit takes no time
+        typical[StepName.INSTALL] = 0.0  # a hit takes no time
     return remaining_seconds(typical, build.status, build.steps, utcnow())
