@@ -14,24 +14,21 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.core.plan import STEPS
-from orchestrator.core.status import DONE_OUTCOMES, END_STATUSES, Status, StepName
+from orchestrator.core.status import DONE_OUTCOMES, END_STATUSES, Status, StepName, StepRecord
 
 STEP_ORDER = [s.name for s in STEPS]
 """Every step, for step_durations."""
 
 
-def step_durations(steps: Mapping[str, Any]) -> dict[str, float]:
+def step_durations(steps: Mapping[str, StepRecord]) -> dict[str, float]:
     """Seconds each finished step of one build took (skipped, cached and reused steps: about 0)."""
     found = {}
     for name in STEP_ORDER:
-        info = steps.get(name) or {}
-        if (
-            info.get("status") not in DONE_OUTCOMES
-            or not info.get("startedAt")
-            or not info.get("endedAt")
-        ):
+        info: StepRecord = steps.get(name) or {}
+        began, end = info.get("startedAt"), info.get("endedAt")
+        if info.get("status") not in DONE_OUTCOMES or not began or not end:
             continue
-        started, ended = datetime.fromisoformat(info["startedAt"]), datetime.fromisoformat(info["endedAt"])
+        started, ended = datetime.fromisoformat(began), datetime.fromisoformat(end)
         found[name] = max(0.0, (ended - started).total_seconds())
     return found
 

@@ -21,7 +21,7 @@ from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.exceptions import NotFound
 from orchestrator.core.plan import READY, STEP_BY_NAME
-from orchestrator.core.status import EventType, Outcome, Status, check_transition
+from orchestrator.core.status import EventType, Outcome, Status, StepRecord, check_transition
 from orchestrator.state import logs
 from orchestrator.state.models import BuildJob, utcnow
 
@@ -193,10 +193,8 @@ class BuildRecorder:
         self.current_step = name
         self.open_steps.append(name)
         with self._build() as build:
-            build.steps = {
-                **build.steps,
-                name: {"startedAt": _iso(utcnow()), "endedAt": None, "status": Outcome.RUNNING},
-            }
+            started: StepRecord = {"startedAt": _iso(utcnow()), "endedAt": None, "status": Outcome.RUNNING}
+            build.steps = {**build.steps, name: started}
             build.progress = max(build.progress, step.progress)
             build.current_step = step.label
             progress = build.progress
@@ -215,7 +213,7 @@ class BuildRecorder:
             self.current_step = self.open_steps[-1] if self.open_steps else None
         now = _iso(utcnow())
         for step in ending:
-            self._set_step(step, status=status, endedAt=now)
+            self._set_step(step, {"status": status, "endedAt": now})
 
     def skip_step(self, name: str, reason: str, status: Outcome = Outcome.SKIPPED) -> None:
         """A step that did not run: ``skipped``, or ``cached``/``reused`` when its result was
@@ -223,11 +221,12 @@ class BuildRecorder:
         if reason:
             self.log(reason)
         now = _iso(utcnow())
-        self._set_step(name, startedAt=now, endedAt=now, status=status)
+        self._set_step(name, {"startedAt": now, "endedAt": now, "status": status})
 
-    def _set_step(self, name: str, **values: object) -> None:
+    def _set_step(self, name: str, values: StepRecord) -> None:
         with self._build() as build:
-            build.steps = {**build.steps, name: {**build.steps.get(name, {}), **values}}
+            record: StepRecord = {**build.steps.get(name, {}), **values}
+            build.steps = {**build.steps, name: record}
 
     # -- logs ------------------------------------------------------------------
 
