@@ -34,7 +34,6 @@ def _lines(stream: Iterator[bytes]) -> Iterator[str]:
         yield pending.decode("utf-8", "replace")
 
 
-
 class DockerBase:
     """One Docker client per process (made on first use, closed with the process's context)."""
 

@@ -98,7 +98,6 @@ STORE_PATH = "/var/cache/npm-store"
 """Where the host-side npm tarball store is mounted in the containers allowed to write it."""
 
 
-
 class Runtime(Protocol):
     settings: Settings
 

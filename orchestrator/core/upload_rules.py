@@ -32,11 +32,7 @@ def is_system_junk(name: str) -> bool:
     parts = [p for p in name.replace("\\", "/").split("/") if p]
     if not parts:
         return False
-    return (
-        any(p in SYSTEM_FOLDERS for p in parts)
-        or parts[-1] in SYSTEM_FILES
-        or parts[-1].startswith("._")
-    )
+    return any(p in SYSTEM_FOLDERS for p in parts) or parts[-1] in SYSTEM_FILES or parts[-1].startswith("._")
 
 
 @dataclass(frozen=True)
