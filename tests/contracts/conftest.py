@@ -29,6 +29,11 @@ def real_redis() -> Redis:
     return redis
 
 
+@pytest.fixture(autouse=True)
+def _defaults_only(clean_environment: None) -> None:
+    """Every contract test's settings come from their defaults (tests/conftest.py)."""
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(

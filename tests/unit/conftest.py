@@ -15,8 +15,14 @@ from orchestrator.state.models import ApiToken, BuildJob
 from orchestrator.state.schema import memory_context
 
 
+@pytest.fixture(autouse=True)
+def _defaults_only(clean_environment: None) -> None:
+    """Every unit test's settings come from their defaults (tests/conftest.py)."""
+
+
 @pytest.fixture
 def ctx(tmp_path) -> Context:
+    """The in-memory context."""
     settings = Settings(
         data_dir=tmp_path,
         npm_registry="https://registry.example.com/",
