@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     """Seconds without traffic after which a live preview is stopped."""
     max_age: int = defaults.MAX_AGE
     """Seconds a preview may stay live at most."""
+    replace_drain_seconds: float = defaults.REPLACE_DRAIN_SECONDS
+    """Seconds a replaced preview keeps answering after its successor went live."""
     gc_interval: int = defaults.GC_INTERVAL
     """Seconds between the service's own gc runs (0: only when an operator runs it)."""
 

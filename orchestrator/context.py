@@ -64,7 +64,7 @@ class Context:
         """Everything in memory (the schema is not created: orchestrator.state.schema does)."""
         from orchestrator.adapters.memory_runtime import MemoryRuntime
 
-        settings = settings or Settings(npm_registry="https://registry.example.com/", redis_url="redis://")
+        settings = settings or Settings(npm_registry="http://127.0.0.1:4873/", redis_url="redis://")
         database = Database("sqlite://")
         return cls(
             settings,

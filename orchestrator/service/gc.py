@@ -86,7 +86,8 @@ class Collector(StorageCollection):
             container = containers.get(build.container_id or "")
             successor = newest[build.website_id]
             # (a successor that went live seconds ago: its worker is stopping this one after a drain)
-            if successor is not build and now - live_since(successor) > defaults.REPLACE_DRAIN_SECONDS + 10:
+            draining = now - live_since(successor) <= self.settings.replace_drain_seconds + 10
+            if successor is not build and not draining:
                 self.stop(build, StopReason.REPLACED, f"build {successor.id} of this website is live")
             elif container is None:
                 self.stop(build, StopReason.GC, "its container is gone")

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from orchestrator.context import Context
-from orchestrator.core import defaults
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.expiry import Activity, StopReason, observe
 from orchestrator.core.status import Status
@@ -111,7 +110,7 @@ def retire_replaced(ctx: Context, website_id: str) -> list[str]:
     if len(live) < 2:
         return []
     newest, older = live[0], live[1:]
-    time.sleep(defaults.REPLACE_DRAIN_SECONDS)  # requests sent to the old address just before the switch
+    time.sleep(ctx.settings.replace_drain_seconds)  # requests sent to the old address just before the switch
     stopped = []
     for build in older:
         try:

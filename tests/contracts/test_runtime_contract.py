@@ -19,7 +19,7 @@ from tests.conftest import CI
 
 PRINT_AND_FAIL = "echo hello; echo world; exit 3"
 PRINT_AND_PASS = "echo done"
-SLOW = "sleep 0.5; exit 0"
+SLOW = "sleep 0.3; exit 0"
 # docker-py leaves the socket of a followed log or exec stream to the garbage collector.
 pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
@@ -29,7 +29,7 @@ pytestmark = [
 SCRIPTS = {
     PRINT_AND_FAIL: Script(("hello", "world"), exit_code=3),
     PRINT_AND_PASS: Script(("done",), exit_code=0),
-    SLOW: Script((), exit_code=0, seconds=0.5),
+    SLOW: Script((), exit_code=0, seconds=0.3),
 }
 
 
@@ -119,7 +119,7 @@ def test_an_exec_runs_while_it_takes_its_time(runtime: Runtime) -> None:
     runtime.start(container)
     exec_id, _ = runtime.exec_start(container, ["sh", "-c", SLOW], detach=True)
     assert runtime.exec_exit_code(exec_id) is None
-    time.sleep(1.0)
+    time.sleep(0.6)
     assert runtime.exec_exit_code(exec_id) == 0
 
 

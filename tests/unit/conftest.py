@@ -25,12 +25,13 @@ def ctx(tmp_path) -> Context:
     """The in-memory context."""
     settings = Settings(
         data_dir=tmp_path,
-        npm_registry="https://registry.example.com/",
+        npm_registry="http://127.0.0.1:4873/",  # an address: the build resolves no name (no DNS)
         redis_url="redis://unused.example.com:6379/0",
         instance_id="unit",
         port_range_start=41000,
         port_range_end=41004,
         build_memory_budget_mb=16384,
+        replace_drain_seconds=0,
     )
     return memory_context(settings)
 

@@ -48,7 +48,7 @@ def answering(port: int) -> Iterator[int]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield port
     server.shutdown()
@@ -160,3 +160,130 @@ def test_an_identical_upload_takes_over_the_live_preview(
     second = record(ctx, again.id)
     assert second.reused_from == first and second.container_id == record(ctx, first).container_id
     assert ctx.stores.ports.owner(answering) == again.id
+
+
+# -- a Vite project whose install cannot be cached (a file: dependency): every step runs ---------
+
+VITE_FILES = {
+    "package.json": (
+        '{"name": "app", "dependencies": {"local-lib": "file:./lib"},'
+        ' "devDependencies": {"typescript": "5.9.0", "vite": "7.0.0"}}'
+    ),
+    "tsconfig.json": "{}",
+    "index.html": "<script type=module src=/src/main.ts></script>",
+    "src/main.ts": "export {}",
+}
+
+
+def vite_build(ctx: Context, owner: ApiToken) -> str:
+    with ctx.session() as session:
+        _, queued_build = create_website(ctx, session, owner, [("app.zip", io.BytesIO(site_zip(VITE_FILES)))])
+    assert ctx.stores.admission.admit(SlotLimits(10, 10)) == queued_build.id
+    return queued_build.id
+
+
+def test_every_step_of_a_vite_project_runs_and_its_check_passes(
+    ctx: Context, alice: ApiToken, answering: int
+) -> None:
+    scripted(
+        ctx,
+        {
+            **SERVER_RUNS,
+            "npm install": Script(("added 31 packages in 4s",)),
+            "tsc --noEmit": Script((), seconds=0.2),
+        },
+    )
+    build_id = vite_build(ctx, alice)
+    assert build(ctx, build_id) == f"http://localhost:{answering}/"
+    steps = record(ctx, build_id).steps
+    assert {name: steps[name]["status"] for name in ("install", "typecheck", "serve")} == {
+        "install": Outcome.OK,
+        "typecheck": Outcome.OK,
+        "serve": Outcome.OK,
+    }
+    lines = log_of(ctx, build_id)
+    assert "added 31 packages in 4s" in lines
+    assert "Dependency cache not used: a dependency on a local folder (file:)" in lines
+    assert "Type check: tsconfig.json found: running tsc --noEmit" in lines
+    assert len(memory_runtime(ctx).list_ours()) == 1  # the check's container is gone, the preview stays
+
+
+def memory_runtime(ctx: Context) -> MemoryRuntime:
+    assert isinstance(ctx.runtime, MemoryRuntime)
+    return ctx.runtime
+
+
+def test_a_type_error_fails_the_build_with_its_first_diagnostic(
+    ctx: Context, alice: ApiToken, answering: int
+) -> None:
+    scripted(
+        ctx,
+        {
+            **SERVER_RUNS,
+            "tsc --noEmit": Script(
+                ("src/main.ts(1,7): error TS2322: Type 'number' is not assignable to type 'string'.",),
+                exit_code=2,
+            ),
+        },
+    )
+    build_id = vite_build(ctx, alice)
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.FAILED and done.error_step == "typecheck"
+    assert done.error == (
+        "type checking failed (exit code 2): src/main.ts(1,7): error TS2322: "
+        "Type 'number' is not assignable to type 'string'."
+    )
+    assert done.steps["serve"]["status"] == Outcome.STOPPED
+    assert (
+        memory_runtime(ctx).list_ours() == []
+        and memory_runtime(ctx).images("org.website-orchestrator.kind=step-image") == []
+    )
+
+
+def test_a_type_check_out_of_memory_says_so(ctx: Context, alice: ApiToken, answering: int) -> None:
+    scripted(ctx, {**SERVER_RUNS, "tsc --noEmit": Script(oom=True)})
+    build_id = vite_build(ctx, alice)
+    assert build(ctx, build_id) is None
+    assert (
+        record(ctx, build_id).error == "type checking failed: the type check ran out of memory (512 MB limit)"
+    )
+
+
+def test_an_install_that_fails_names_npms_complaint(ctx: Context, alice: ApiToken, port: int) -> None:
+    scripted(
+        ctx,
+        {
+            "npm install": Script(
+                (
+                    "npm error code E404",
+                    "npm error 404 Not Found - GET http://127.0.0.1:4873/local-lib - Not found",
+                ),
+                exit_code=1,
+            )
+        },
+    )
+    build_id = vite_build(ctx, alice)
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.error_step == "install" and "404 Not Found - GET http://127.0.0.1:4873/local-lib" in (
+        done.error or ""
+    )
+
+
+def test_an_install_over_its_timeout_fails(ctx: Context, alice: ApiToken, port: int) -> None:
+    ctx.settings.install_timeout = 1
+    scripted(ctx, {"npm install": Script(("resolving…",), seconds=30)})
+    build_id = vite_build(ctx, alice)
+    assert build(ctx, build_id) is None
+    assert record(ctx, build_id).error == "timed out while installing dependencies after 1 s"
+
+
+def test_a_registry_that_cannot_be_reached_is_retried(ctx: Context, alice: ApiToken, port: int) -> None:
+    scripted(ctx, {"npm install": Script(("npm error code EAI_AGAIN",), exit_code=1)})
+    build_id = vite_build(ctx, alice)
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.QUEUED and "the package registry could not be reached" in (
+        done.wait_reason or ""
+    )

@@ -106,3 +106,62 @@ def test_the_events_of_a_cancelled_build_end_with_its_status(client: TestClient)
     client.post(f"/api/builds/{job}/cancel")
     body = client.get(f"/api/builds/{job}/events").text
     assert "event: status" in body and '"cancelled"' in body
+
+
+def test_a_rebuild_queues_the_same_files_again(client: TestClient) -> None:
+    website = upload(client)["website"]
+    response = client.post(f"/api/websites/{website['id']}/rebuild")
+    assert response.status_code == 202
+    again = response.json()["website"]
+    assert again["id"] == website["id"] and again["buildJobId"] != website["buildJobId"]
+
+
+def test_a_rebuild_of_files_no_longer_kept_says_to_upload_again(ctx: Context, client: TestClient) -> None:
+    website = upload(client)["website"]
+    (ctx.settings.uploads_dir / f"{website['buildJobId']}.zip").unlink()
+    response = client.post(f"/api/websites/{website['id']}/rebuild")
+    assert response.status_code == 400 and "upload it again" in response.json()["detail"]
+
+
+def test_a_new_version_keeps_the_website_and_supersedes_its_waiting_build(client: TestClient) -> None:
+    first = upload(client)["website"]
+    response = client.post(
+        "/api/websites",
+        files={"files": ("site.zip", site_zip({"index.html": "<h1>v2</h1>"}), "application/zip")},
+        data={"websiteId": first["id"]},
+    )
+    second = response.json()["website"]
+    assert second["id"] == first["id"]
+    assert client.get(f"/api/builds/{first['buildJobId']}").json()["status"] == "cancelled"
+
+
+def test_a_users_priority_is_clamped_to_what_the_role_may_ask(client: TestClient) -> None:
+    response = client.post(
+        "/api/websites",
+        files={"files": ("site.zip", site_zip(), "application/zip")},
+        data={"priority": "10"},
+    )
+    job = response.json()["website"]["buildJobId"]
+    assert client.get(f"/api/builds/{job}/status").json()["priority"] == 4
+
+
+def test_builds_are_listed_by_website(client: TestClient) -> None:
+    one = upload(client)["website"]
+    upload(client)
+    listed = client.get("/api/builds", params={"websiteId": one["id"]}).json()
+    assert [b["id"] for b in listed] == [one["buildJobId"]]
+
+
+def test_the_status_shows_the_upload_notes_in_its_log(client: TestClient) -> None:
+    website = upload(client, {"index.html": "<h1>x</h1>", ".DS_Store": "junk"})["website"]
+    status = client.get(f"/api/websites/{website['id']}/build-status").json()
+    assert any("the operating system added" in line for line in status["logs"])
+
+
+def test_events_resume_after_the_last_event_seen(client: TestClient) -> None:
+    job = upload(client)["website"]["buildJobId"]
+    client.post(f"/api/builds/{job}/cancel")
+    first = client.get(f"/api/builds/{job}/events").text
+    first_id = next(line.split(": ", 1)[1] for line in first.splitlines() if line.startswith("id: "))
+    rest = client.get(f"/api/builds/{job}/events", headers={"Last-Event-ID": first_id}).text
+    assert f"id: {first_id}\n" not in rest and '"cancelled"' in rest
