@@ -45,7 +45,7 @@ def registry_access(settings: Settings) -> RegistryAccess:
         "npm_config_registry": settings.npm_registry,
         # npm's own retries back off up to a minute per request: an unreachable registry would
         # hold a build slot for minutes. Retry briefly; the orchestrator retries the whole
-        # build with its own backoff (see build.run_build).
+        # build with its own back-off (see orchestrator.pipeline.job).
         "npm_config_fetch_retries": "2",
         "npm_config_fetch_retry_mintimeout": "2000",
         "npm_config_fetch_retry_maxtimeout": "10000",
