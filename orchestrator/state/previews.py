@@ -1,8 +1,8 @@
 """Live previews: how recently anyone used them, and stopping them.
 
 A preview is a build in status ``running`` and its container. Stopping one is a conditional
-move running → stopped (orchestrator.state.recorder.claim): whoever wins removes the container and frees the
-port, so two stoppers at once (two gc runs, a gc and a DELETE) stop it exactly once.
+move running → stopped (orchestrator.state.recorder.claim): whoever wins removes the container
+and frees the port, so two stoppers at once (two gc runs, a gc and a DELETE) stop it once.
 """
 
 from __future__ import annotations
