@@ -71,6 +71,7 @@ def build_events(
     Reconnect with ``Last-Event-ID`` to get only what was missed. The stream ends after the
     build goes live or ends."""
     build_id = get_build(session, principal, job_id).id
+    session.close()  # a stream can stay open for minutes: it holds no database connection
 
     async def is_over() -> dict[str, Any] | None:
         return await run_in_threadpool(_final_status, ctx, build_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import stat
 import tarfile
@@ -27,6 +28,9 @@ from orchestrator.core.upload_rules import (
     common_prefix,
     is_system_junk,
 )
+
+PART_SUFFIX = ".part"
+"""An upload being written: renamed to its final name once whole (gc removes stale ones)."""
 
 
 def _check_entry_kind(info: zipfile.ZipInfo) -> None:
@@ -94,12 +98,31 @@ def _copy_limited(src: IO[bytes], dst: IO[bytes], limit: int, what: str) -> int:
 def store_upload(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: UploadLimits) -> UploadSummary:
     """Store an upload as ``dest`` (a zip) and return what it holds.
 
-    ``uploads`` is either a single ``.zip`` or many files named by their relative paths.
-    Nothing is left at ``dest`` when the upload is refused.
+    ``uploads`` is either a single ``.zip`` or many files named by their relative paths. The zip
+    is written under a temporary name, flushed to disk and renamed: ``dest`` holds a whole
+    upload or nothing, whenever the process dies. Nothing is left when the upload is refused.
     """
     if not uploads:
         raise InvalidUpload("no files in the upload: send a .zip, or the files of a folder, as 'files'")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + PART_SUFFIX)
+    try:
+        summary = _store(uploads, part, limits)
+        with part.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(part, dest)
+        directory = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power loss
+        finally:
+            os.close(directory)
+        return summary
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _store(uploads: Sequence[tuple[str, IO[bytes]]], dest: Path, limits: UploadLimits) -> UploadSummary:
     try:
         if len(uploads) == 1 and uploads[0][0].lower().endswith(TAR_ARCHIVES):
             name, stream = uploads[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
+from orchestrator.adapters.uploads import PART_SUFFIX
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
@@ -171,6 +172,9 @@ class Collector(StorageCollection):
             why = self.unused_upload(path)
             if why:
                 self.remove_path(path, "upload", why)
+        for path in sorted(uploads.glob(f"*{PART_SUFFIX}")) if uploads.is_dir() else []:
+            if time.time() - path.stat().st_mtime > 3600:
+                self.remove_path(path, "upload", "never finished: the API stopped while receiving it")
 
     def unused_upload(self, path: Path) -> str | None:
         """Why an upload is no longer needed, or None to keep it. Kept: builds still to run, the

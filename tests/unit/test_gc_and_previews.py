@@ -185,3 +185,17 @@ def test_only_an_operators_run_sizes_the_package_store(ctx: Context, scheduled: 
     report = collect(ctx, scheduled=scheduled)
     emptied = [a for a in report.actions if a.action == "empty package store"]
     assert bool(emptied) is not scheduled
+
+
+def test_gc_removes_an_upload_never_finished_once_it_is_old(ctx: Context) -> None:
+    import os
+
+    uploads = ctx.settings.uploads_dir
+    uploads.mkdir(parents=True)
+    stale, fresh = uploads / "a.zip.part", uploads / "b.zip.part"
+    stale.write_bytes(b"PK")
+    fresh.write_bytes(b"PK")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    report = collect(ctx)
+    assert [(a.action, a.target) for a in report.actions] == [("delete upload", "a.zip.part")]
+    assert not stale.exists() and fresh.exists()

@@ -165,3 +165,25 @@ def test_events_resume_after_the_last_event_seen(client: TestClient) -> None:
     first_id = next(line.split(": ", 1)[1] for line in first.splitlines() if line.startswith("id: "))
     rest = client.get(f"/api/builds/{job}/events", headers={"Last-Event-ID": first_id}).text
     assert f"id: {first_id}\n" not in rest and '"cancelled"' in rest
+
+
+def test_an_open_event_stream_holds_no_database_connection(tmp_path, ctx: Context) -> None:
+    from sqlmodel import SQLModel
+
+    from orchestrator.adapters.database import Database
+    from orchestrator.core.status import EventType
+    from orchestrator.state import models  # noqa: F401
+
+    database = Database(f"sqlite:///{tmp_path / 'pool.db'}")  # a real connection pool
+    SQLModel.metadata.create_all(database.engine)
+    pooled = Context(ctx.settings, database, ctx.stores, ctx.runtime, port_is_free=ctx.port_is_free)
+    with TestClient(create_app(pooled)) as client:
+        client.headers["Authorization"] = f"Bearer {token(pooled, Role.USER, 'alice')[1]}"
+        job = upload(client)["website"]["buildJobId"]
+        with client.stream("GET", f"/api/builds/{job}/events") as stream:
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: status"
+            assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            pooled.stores.events.publish(job, [(EventType.STATUS, {"status": "cancelled"})])
+            assert any('"cancelled"' in line for line in lines)
+    database.close()

@@ -120,3 +120,20 @@ def test_hash_depends_on_contents_not_on_order(tmp_path):
         (tmp_path / f"{i}.zip").write_bytes(upload.getvalue())
         hashes.append(extract_upload(tmp_path / f"{i}.zip", tmp_path / f"ws{i}", UploadLimits()).files_hash)
     assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_a_stored_upload_is_renamed_into_place_whole(tmp_path):
+    dest = tmp_path / "b.zip"
+    store_upload([("index.html", io.BytesIO(b"<h1>hi</h1>"))], dest, UploadLimits())
+    assert zipfile.ZipFile(dest).namelist() == ["index.html"]
+    assert list(tmp_path.iterdir()) == [dest]  # no temporary file left
+
+
+def test_a_refused_upload_leaves_neither_the_file_nor_its_temporary(tmp_path):
+    with pytest.raises(UploadTooLarge):
+        store_upload(
+            [("index.html", io.BytesIO(b"x" * 3 * 2**20))],
+            tmp_path / "b.zip",
+            UploadLimits(max_upload_bytes=2**20),
+        )
+    assert list(tmp_path.iterdir()) == []
