@@ -1,34 +1,71 @@
 """A build worker: RQ executes the builds; between jobs the worker runs a dispatch round
-(recover lost builds, admit the next one) and the scheduled gc, and otherwise sleeps until
-woken (docs/architecture.md says why the round runs beside RQ's own loop)."""
+(recover lost builds, admit the next one) and the periodic tasks (gc; reconciling the stores
+with the database), and otherwise sleeps until woken (docs/architecture.md says why the round
+runs beside RQ's own loop). Redis going away does not end it: it waits and carries on."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import time
 from types import FrameType
 
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.serializers import JSONSerializer
 
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.scheduling.dispatcher import dispatch_round
-from orchestrator.scheduling.queue import RQJobs, get_queue
+from orchestrator.scheduling.queue import Jobs, RQJobs, get_queue, reconcile
 from orchestrator.service.gc import collect
 
 log = logging.getLogger(__name__)
+
+RECONCILE_INTERVAL = 30
+"""Seconds between two reconciliations of the stores with the database while the service runs
+(a slot, a waiting-set entry or an RQ job lost to a kill or an outage is back within this)."""
+
+OUTAGE_BACKOFF = (1, 2, 4, 8, 10)
+"""Seconds a worker waits before trying Redis again, one after the other (then the last)."""
 
 
 def scheduled_gc(ctx: Context) -> None:
     """Run gc when this installation's interval has passed: whichever worker gets there first
     runs it, the others skip."""
     interval = ctx.settings.gc_interval
-    if interval <= 0 or not ctx.stores.signals.gc_due(interval):
+    if interval <= 0 or not ctx.stores.signals.due("gc", interval):
         return
     report = collect(ctx, scheduled=True)
     for action in report.actions:
         log.info("gc: %s %s (%s)", action.action, action.target, action.reason)
+
+
+def scheduled_reconcile(ctx: Context, jobs: Jobs) -> list[str]:
+    """Reconcile the stores with the database every RECONCILE_INTERVAL (one worker does)."""
+    if not ctx.stores.signals.due("reconcile", RECONCILE_INTERVAL):
+        return []
+    fixed = reconcile(ctx, jobs)
+    if fixed:
+        log.warning("reconcile: put back %d builds the stores had lost: %s", len(fixed), ", ".join(fixed))
+    return fixed
+
+
+def between_jobs(ctx: Context, jobs: Jobs) -> None:
+    """What a worker does while no job runs: each task on its own, a failure logged."""
+    for task in (dispatch_round, scheduled_reconcile):
+        try:
+            task(ctx, jobs)
+        except RedisError:
+            raise  # the loop waits for Redis
+        except Exception:  # noqa: BLE001 - a failed task is logged and tried again next round
+            log.exception("%s failed", task.__name__)
+    try:
+        scheduled_gc(ctx)
+    except RedisError:
+        raise
+    except Exception:  # noqa: BLE001 - the next interval tries again
+        log.exception("scheduled gc failed")
 
 
 class _Stop:
@@ -58,23 +95,25 @@ def run(ctx: Context) -> None:
     worker = BuildWorker([queue], connection=ctx.redis, serializer=JSONSerializer)
     stop = worker.stop
     stop.install()
+    outage = 0
     while not stop.requested:
         try:
-            dispatch_round(ctx, jobs)
-        except Exception:  # noqa: BLE001 - a failed round is logged and tried again
-            log.exception("dispatch round failed")
-        try:
-            scheduled_gc(ctx)
-        except Exception:  # noqa: BLE001 - the next interval tries again
-            log.exception("scheduled gc failed")
-        if stop.requested:
-            break
-        if queue.count:
-            # One job, then back here. RQ has its own signal handlers meanwhile: a SIGTERM
-            # lets the build finish (warm shutdown), then this loop ends.
-            worker.work(burst=True, max_jobs=1, logging_level="INFO")
+            between_jobs(ctx, jobs)
             if stop.requested:
                 break
+            if queue.count:
+                # One job, then back here. RQ has its own signal handlers meanwhile: a SIGTERM
+                # lets the build finish (warm shutdown), then this loop ends.
+                worker.work(burst=True, max_jobs=1, logging_level="INFO")
+                stop.install()
+            else:
+                ctx.stores.signals.wait_for_wake(defaults.DISPATCH_INTERVAL)
+            if outage:
+                log.warning("Redis is back after %d attempts", outage)
+            outage = 0
+        except RedisError as exc:
+            delay = OUTAGE_BACKOFF[min(outage, len(OUTAGE_BACKOFF) - 1)]
+            outage += 1
+            log.warning("Redis cannot be reached (%s): trying again in %d s", exc, delay)
             stop.install()
-        else:
-            ctx.stores.signals.wait_for_wake(defaults.DISPATCH_INTERVAL)
+            time.sleep(delay)

@@ -49,8 +49,9 @@ ACTIVITY = PREFIX + "activity"
 """Hash: live build id → JSON {"counter", "activeAt"}: the preview's traffic counter when last
 read, and when it last moved (core.expiry)."""
 
-GC_SCHEDULE = PREFIX + "gc-scheduled"
-"""Set NX, expiring after the gc interval, by the worker that runs the scheduled gc."""
+SCHEDULE = PREFIX + "scheduled:"
+"""``SCHEDULE + task`` (gc, reconcile): set NX, expiring after the task's interval, by the one
+worker that runs the task this interval."""
 
 DEPS_USED = PREFIX + "deps-used"
 """Sorted set: dependency-cache key → when a build last used it (for LRU eviction)."""

@@ -1,6 +1,6 @@
-"""Small signals between processes: cancel requests, build heartbeats, recovery claims, the gc
-schedule and worker wake-ups. Each is a Redis key of orchestrator.coordination.keys, or a dict
-with deadlines for one process."""
+"""Small signals between processes: cancel requests, build heartbeats, recovery claims, the
+schedule of periodic tasks and worker wake-ups. Each is a Redis key of
+orchestrator.coordination.keys, or a dict with deadlines for one process."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ class Signals(Protocol):
     def claim_recovery(self, build_id: str) -> bool:
         """True for the one process that may recover a lost build now."""
 
-    def gc_due(self, interval: int) -> bool:
-        """True for the one process that runs the scheduled gc this interval."""
+    def due(self, task: str, interval: int) -> bool:
+        """True for the one process that runs ``task`` (gc, reconcile) this interval."""
 
     def wake(self) -> None:
         """Wake an idle worker."""
@@ -68,8 +68,8 @@ class RedisSignals:
     def claim_recovery(self, build_id: str) -> bool:
         return bool(self.redis.set(keys.RECOVERING + build_id, "1", nx=True, ex=keys.RECOVERING_TTL))
 
-    def gc_due(self, interval: int) -> bool:
-        return bool(self.redis.set(keys.GC_SCHEDULE, "1", nx=True, ex=interval))
+    def due(self, task: str, interval: int) -> bool:
+        return bool(self.redis.set(keys.SCHEDULE + task, "1", nx=True, ex=interval))
 
     def wake(self) -> None:
         pipe = self.redis.pipeline()
@@ -121,8 +121,8 @@ class MemorySignals:
     def claim_recovery(self, build_id: str) -> bool:
         return self._set(keys.RECOVERING + build_id, "1", keys.RECOVERING_TTL, nx=True)
 
-    def gc_due(self, interval: int) -> bool:
-        return self._set(keys.GC_SCHEDULE, "1", interval, nx=True)
+    def due(self, task: str, interval: int) -> bool:
+        return self._set(keys.SCHEDULE + task, "1", interval, nx=True)
 
     def wake(self) -> None:
         self._woken.set()

@@ -50,8 +50,8 @@ def submit(ctx: Context, build: BuildJob) -> None:
         ctx.stores.admission.add(build.id, build.owner_id, build_score(build, ctx.settings.aging_seconds))
     except RedisError as exc:
         raise ServiceUnavailable(
-            f"the build was saved but could not be queued (Redis: {exc}); it will be queued "
-            "when a worker starts"
+            f"the build was saved but could not be queued (Redis: {exc}); the workers queue it "
+            "once Redis is back (they reconcile with the database every 30 s)"
         ) from exc
 
 

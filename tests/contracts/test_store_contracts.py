@@ -202,9 +202,10 @@ def test_one_process_claims_a_recovery(stores: Stores) -> None:
     assert stores.signals.claim_recovery("other")
 
 
-def test_the_scheduled_gc_is_due_once_per_interval(stores: Stores) -> None:
-    assert stores.signals.gc_due(60)
-    assert not stores.signals.gc_due(60)
+def test_a_periodic_task_is_due_once_per_interval(stores: Stores) -> None:
+    assert stores.signals.due("gc", 60)
+    assert not stores.signals.due("gc", 60)
+    assert stores.signals.due("reconcile", 30)
 
 
 def test_a_wake_ends_the_wait(stores: Stores) -> None:

@@ -65,3 +65,47 @@ def test_the_snapshot_counts_previews_by_use_and_builds_by_their_containers(ctx:
     seen = snapshot(ctx, {"busy"}, usage=(40.0, 20.0))
     assert (seen.host_memory_percent, seen.cpu_percent, seen.building) == (40.0, 20.0, 1)
     assert seen.previews_memory_mb == 50.0  # the memory runtime's container uses 50 MB
+
+
+def test_the_stores_are_reconciled_with_the_database_once_per_interval(ctx: Context, alice) -> None:
+    import io
+
+    from orchestrator.cli.worker import scheduled_reconcile
+    from orchestrator.service.submissions import create_website
+    from tests.unit.conftest import site_zip
+
+    with ctx.session() as session:
+        _, build = create_website(ctx, session, alice, [("site.zip", io.BytesIO(site_zip()))])
+    ctx.stores.admission.withdraw(build.id)  # as if Redis had lost it
+    jobs = MemoryJobs()
+    assert scheduled_reconcile(ctx, jobs) == [build.id]
+    ctx.stores.admission.withdraw(build.id)
+    assert scheduled_reconcile(ctx, jobs) == []  # not this interval again
+    assert ctx.stores.admission.waiting() == []
+
+
+def test_between_jobs_an_outage_reaches_the_loop_and_other_faults_are_logged(ctx: Context, caplog) -> None:
+    import pytest
+    from redis.exceptions import ConnectionError as RedisDown
+
+    from orchestrator.cli.worker import between_jobs
+
+    class Broken:
+        def __getattr__(self, name: str):
+            raise ValueError("a bug in the round")
+
+    ctx.runtime = Broken()  # type: ignore[assignment]
+    ctx.stores.admission.add("b", 1, 0.0)  # something to admit: the round asks the runtime
+    between_jobs(ctx, MemoryJobs())  # logged, not raised
+    assert "dispatch_round failed" in caplog.text
+
+    class Down:
+        def __getattr__(self, name: str):
+            def fail(*_: object, **__: object) -> None:
+                raise RedisDown("Connection refused")
+
+            return fail
+
+    ctx.stores.signals = Down()  # type: ignore[assignment]
+    with pytest.raises(RedisDown):
+        between_jobs(ctx, MemoryJobs())
