@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     """The host's own memory use above which builds wait."""
     max_cpu_percent: float = 80.0
     """Host CPU use above which builds wait."""
+    min_free_disk_mb: int = defaults.MIN_FREE_DISK_MB
+    """Builds wait while less than this is free where they write (the data folder, Docker's)."""
     max_attempts: int = defaults.MAX_ATTEMPTS
 
     idle_ttl: int = defaults.IDLE_TTL

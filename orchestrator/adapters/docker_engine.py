@@ -40,6 +40,7 @@ class DockerBase:
     def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
         self.settings = settings
         self._client = client
+        self._data_root: str | None = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -64,6 +65,11 @@ class DockerBase:
     def ping(self) -> None:
         """Raise RuntimeUnavailable unless the engine answers."""
         self._call("answer a ping", self.client.ping)
+
+    def data_root(self) -> str | None:
+        if self._data_root is None:
+            self._data_root = str(self._call("describe itself", self.client.info).get("DockerRootDir") or "")
+        return self._data_root or None
 
     def check(self) -> None:
         """Raise RuntimeUnavailable unless the engine answers and the build image exists."""

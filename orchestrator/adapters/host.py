@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+from pathlib import Path
 
 import psutil
 
@@ -20,3 +22,14 @@ def port_is_bindable(port: int, host: str = "0.0.0.0") -> bool:
         except OSError:
             return False
     return True
+
+
+def disk_free(paths: list[Path]) -> tuple[str, float] | None:
+    """The fullest of ``paths`` that exist on this host, and the MB free there."""
+    found = []
+    for path in paths:
+        try:
+            found.append((str(path), shutil.disk_usage(path).free / 2**20))
+        except OSError:
+            continue  # not on this host (a remote engine's folder), or not made yet
+    return min(found, key=lambda item: item[1]) if found else None

@@ -88,6 +88,9 @@ class MemoryRuntime:
     def close(self) -> None:
         pass
 
+    def data_root(self) -> str | None:
+        return None
+
     def image_label(self, image: str, label: str) -> str | None:
         found = self.image(image)
         return None if found is None else found["Config"]["Labels"].get(label)

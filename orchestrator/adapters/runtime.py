@@ -110,6 +110,9 @@ class Runtime(Protocol):
     def close(self) -> None:
         """Let go of the engine connection (once per process, at its end)."""
 
+    def data_root(self) -> str | None:
+        """Where the engine keeps images and containers' files (None: not known)."""
+
     def image_label(self, image: str, label: str) -> str | None: ...
 
     def create_build_container(self, spec: ContainerSpec) -> str:

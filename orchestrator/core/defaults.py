@@ -57,6 +57,10 @@ AGING_SECONDS = 30.0
 PRIORITY_RANGES = {"user": (0, 4, 2), "admin": (0, 10, 6)}
 """Per role: the lowest and highest priority it may ask for, and its default."""
 
+MIN_FREE_DISK_MB = 2048
+"""Builds wait while less than this is free on the disks they write to (a cold install of a
+React project writes a few hundred MB; a cache entry as much again)."""
+
 MAX_ATTEMPTS = 3
 """Attempts of a build whose failures are the infrastructure's (lost worker, engine down)."""
 

@@ -28,6 +28,10 @@ class Snapshot:
     building: int
     """Containers of builds in progress (at least one a build), each counted at its memory
     limit: a build's container and its type check's, while both run."""
+    free_ports: int | None = None
+    """Preview ports neither held nor about to be taken by a build in progress (None: unknown)."""
+    free_disk: tuple[str, float] | None = None
+    """The fullest of the folders builds write to, and the MB free there (None: unknown)."""
 
 
 def split_containers(containers: list[dict], active: set[str]) -> tuple[list[str], int]:
@@ -65,4 +69,22 @@ def shortage(snapshot: Snapshot, settings: Settings) -> str | None:
         )
     if snapshot.cpu_percent > settings.max_cpu_percent:
         return f"waiting for resources: CPU {snapshot.cpu_percent:.0f}% busy"
+    if snapshot.free_ports is not None and snapshot.free_ports <= 0:
+        ports = settings.port_range_end - settings.port_range_start + 1
+        return (
+            f"waiting for a free preview port (all {ports} ports of "
+            f"{settings.port_range_start}-{settings.port_range_end} in use)"
+        )
+    if snapshot.free_disk is not None and snapshot.free_disk[1] < settings.min_free_disk_mb:
+        where, free = snapshot.free_disk
+        return (
+            f"waiting for disk space: {free:.0f} MB free on {where}, "
+            f"{settings.min_free_disk_mb} MB are kept free"
+        )
     return None
+
+
+def free_ports(settings: Settings, held: int, active_without_port: int) -> int:
+    """Preview ports left for one more build: the range, less those held, less one for each
+    build in progress that has not taken its port yet."""
+    return settings.port_range_end - settings.port_range_start + 1 - held - active_without_port

@@ -19,6 +19,7 @@ from orchestrator.context import Context
 from orchestrator.coordination import keys
 from orchestrator.core.exceptions import (
     BuildFailed,
+    NoFreePort,
     OrchestratorError,
     RegistryUnreachable,
     RuntimeUnavailable,
@@ -93,7 +94,7 @@ def build(ctx: Context, build_id: str) -> str | None:
     except BuildFailed as exc:
         run.clean_up()
         recorder.fail(exc.step, str(exc))
-    except (RuntimeUnavailable, RegistryUnreachable) as exc:
+    except (RuntimeUnavailable, RegistryUnreachable, NoFreePort) as exc:  # the machine's, not the files'
         run.clean_up()
         step = label(recorder.current_step)
         if record.attempts < settings.max_attempts:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from sqlmodel import col, select
 
-from orchestrator.adapters.host import host_usage
+from orchestrator.adapters.host import disk_free, host_usage
 from orchestrator.context import Context
 from orchestrator.coordination import keys
 from orchestrator.coordination.admission import Admission, SlotLimits
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.priority import build_score
-from orchestrator.core.resources import Snapshot, shortage, split_containers
+from orchestrator.core.resources import Snapshot, free_ports, shortage, split_containers
 from orchestrator.core.status import Status
 from orchestrator.scheduling.queue import Jobs
 from orchestrator.state.models import BuildJob
@@ -32,11 +33,15 @@ def limits(ctx: Context) -> SlotLimits:
 
 
 def snapshot(ctx: Context, active: set[str], usage: tuple[float, float] | None = None) -> Snapshot:
-    """The host now: previews counted by what they use, builds in progress by their limit."""
+    """The host now: previews counted by what they use, builds in progress by their limit, the
+    preview ports left, and the disk free where builds write."""
     memory_percent, cpu_percent = usage or host_usage()
     previews, building = split_containers(ctx.runtime.list_ours(), active)
     used = sum(ctx.runtime.memory_used(container_id) or 0 for container_id in previews)
-    return Snapshot(memory_percent, cpu_percent, used / 2**20, building)
+    held = ctx.stores.ports.held()
+    ports_left = free_ports(ctx.settings, len(held), len(active - set(held.values())))
+    folders = [ctx.settings.data_dir, *([Path(root)] if (root := ctx.runtime.data_root()) else [])]
+    return Snapshot(memory_percent, cpu_percent, used / 2**20, building, ports_left, disk_free(folders))
 
 
 def lost_builds(ctx: Context) -> list[BuildJob]:

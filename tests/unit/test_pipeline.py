@@ -287,3 +287,15 @@ def test_a_registry_that_cannot_be_reached_is_retried(ctx: Context, alice: ApiTo
     assert done.status == Status.QUEUED and "the package registry could not be reached" in (
         done.wait_reason or ""
     )
+
+
+def test_a_build_that_finds_no_free_port_is_retried_not_failed(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    scripted(ctx, SERVER_RUNS)
+    build_id = queued(ctx, alice)
+    ctx.stores.ports.claim(port, "someone-else")  # taken between admission and the build's start
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.QUEUED and "preview ports" in (done.wait_reason or "")
+    assert ctx.stores.admission.due(now=10**12) == [build_id]

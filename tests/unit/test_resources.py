@@ -49,3 +49,24 @@ def test_a_build_beside_its_type_check_counts_twice() -> None:
     previews, building = split_containers(listed, {"one", "two", "three"})  # three: no container yet
     assert previews == ["p1"]
     assert building == 2 + 1 + 1
+
+
+def test_no_free_preview_port_makes_builds_wait():
+    ports = Settings(port_range_start=41000, port_range_end=41009, npm_registry="http://127.0.0.1:4873/")
+    reason = shortage(Snapshot(10, 10, 0, 0, free_ports=0), ports)
+    assert reason == "waiting for a free preview port (all 10 ports of 41000-41009 in use)"
+    assert shortage(Snapshot(10, 10, 0, 0, free_ports=1), ports) is None
+
+
+def test_a_full_disk_makes_builds_wait():
+    reason = shortage(Snapshot(10, 10, 0, 0, free_disk=("/var/lib/docker", 512.4)), SETTINGS)
+    assert reason == "waiting for disk space: 512 MB free on /var/lib/docker, 2048 MB are kept free"
+    assert shortage(Snapshot(10, 10, 0, 0, free_disk=("/data", 4096.0)), SETTINGS) is None
+
+
+def test_builds_in_progress_count_for_the_ports_they_will_take():
+    from orchestrator.core.resources import free_ports
+
+    ports = Settings(port_range_start=41000, port_range_end=41009, npm_registry="http://127.0.0.1:4873/")
+    assert free_ports(ports, held=7, active_without_port=2) == 1
+    assert free_ports(ports, held=8, active_without_port=2) == 0

@@ -236,3 +236,16 @@ def test_cancelling_a_building_build_answers_once_its_worker_stopped_it(
         answer = cancel_build(ctx, session, alice, build.id, wait_seconds=5)
     thread.join()
     assert answer.status == Status.CANCELLED and time.monotonic() - started < 2
+
+
+def test_builds_wait_while_every_preview_port_is_held(ctx: Context, alice: ApiToken) -> None:
+    _, build = upload(ctx, alice)
+    for port in range(41000, 41005):
+        ctx.stores.ports.claim(port, f"preview-{port}")
+    assert dispatch_round(ctx, MemoryJobs(), IDLE) is None
+    assert (
+        record(ctx, build.id).wait_reason
+        == "waiting for a free preview port (all 5 ports of 41000-41004 in use)"
+    )
+    ctx.stores.ports.release(41002, "preview-41002")
+    assert dispatch_round(ctx, MemoryJobs(), IDLE) == build.id
