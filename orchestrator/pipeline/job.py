@@ -108,13 +108,18 @@ def build(ctx: Context, build_id: str) -> str | None:
                 build_id, record.owner_id, build_score(record, settings.aging_seconds), time.time() + delay
             )
         else:
-            recorder.fail(recorder.current_step, f"{step}: {exc} (gave up after {record.attempts} attempts)")
+            recorder.fail(
+                recorder.current_step,
+                f"{step}: {exc} (gave up after {record.attempts} attempts)",
+                infrastructure=True,
+            )
     except OrchestratorError as exc:
         run.clean_up()
-        recorder.fail(recorder.current_step, f"{label(recorder.current_step)}: {exc}")
+        recorder.fail(recorder.current_step, f"{label(recorder.current_step)}: {exc}", infrastructure=True)
     except Exception as exc:
         run.clean_up()
-        recorder.fail(recorder.current_step, f"{label(recorder.current_step)}: internal error: {exc!r}")
+        message = f"{label(recorder.current_step)}: internal error: {exc!r}"
+        recorder.fail(recorder.current_step, message, infrastructure=True)
         raise
     finally:
         gate.release(build_id)

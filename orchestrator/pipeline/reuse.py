@@ -43,7 +43,9 @@ def find_identical(ctx: Context, build: BuildJob, files_hash: str) -> BuildJob |
             .limit(5)
         ).all()
     for candidate in candidates:
-        if candidate.status == Status.FAILED and candidate.error_step not in USER_FAILURES:
+        if candidate.status == Status.FAILED and (
+            candidate.infrastructure_fault or candidate.error_step not in USER_FAILURES
+        ):
             continue  # cancelled, lost worker, engine down: not the files' fault
         return candidate
     return None

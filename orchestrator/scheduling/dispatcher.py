@@ -88,7 +88,7 @@ def recover_lost(ctx: Context) -> dict[str, str]:
             gate.add(build.id, build.owner_id, build_score(build, settings.aging_seconds))
             recovered[build.id] = "queued again"
         else:
-            recorder.fail(None, f"worker lost {build.attempts} times: giving up")
+            recorder.fail(None, f"worker lost {build.attempts} times: giving up", infrastructure=True)
             recovered[build.id] = "failed"
     return recovered
 

@@ -59,6 +59,8 @@ class BuildJob(SQLModel, table=True):
     current_step: str | None = None
     error: str | None = None
     error_step: str | None = None
+    infrastructure_fault: bool = False
+    """The build failed through no fault of its files (engine, registry, lost worker…)."""
     allocated_port: int | None = None
     preview_url: str | None = None
     container_id: str | None = None

@@ -136,13 +136,16 @@ class BuildRecorder:
             current_step=READY.label,
         )
 
-    def fail(self, step: str | None, message: str) -> None:
+    def fail(self, step: str | None, message: str, *, infrastructure: bool = False) -> None:
+        """The build failed in ``step``; ``infrastructure``: through no fault of its files (an
+        engine, a registry, a worker that gave out), so that no identical upload is told so."""
         self.end_step(Outcome.FAILED, step or self.current_step)
         self.end_step(Outcome.STOPPED)  # a step that ran beside it (the server beside the type check)
         self.log(f"Build failed: {message}")
 
         def record(build: BuildJob) -> None:
             build.error, build.error_step, build.allocated_port = message, step, None
+            build.infrastructure_fault = infrastructure
 
         self._change_status(Status.FAILED, record)
 

@@ -39,6 +39,7 @@ def test_logs_kept_as_json_become_rows_and_come_back(tmp_path) -> None:
         rows = list(db.execute(sa.text("SELECT build_id, line FROM build_log_lines ORDER BY id")))
         columns = [row[1] for row in db.execute(sa.text("PRAGMA table_info(build_jobs)"))]
     assert rows == [("b", "one"), ("b", "two")] and "logs" not in columns
+    assert "infrastructure_fault" in columns
     command.downgrade(config, "0004")
     with engine.begin() as db:
         columns = [row[1] for row in db.execute(sa.text("PRAGMA table_info(build_jobs)"))]

@@ -299,3 +299,19 @@ def test_a_build_that_finds_no_free_port_is_retried_not_failed(
     done = record(ctx, build_id)
     assert done.status == Status.QUEUED and "preview ports" in (done.wait_reason or "")
     assert ctx.stores.admission.due(now=10**12) == [build_id]
+
+
+def test_a_build_that_gave_up_on_the_engine_is_marked_as_the_infrastructures(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    runtime = scripted(ctx, SERVER_RUNS)
+    build_id = queued(ctx, alice)
+    with ctx.session() as session:
+        found = session.get(BuildJob, build_id)
+        assert found is not None
+        found.attempts = ctx.settings.max_attempts
+    runtime.available = False
+    assert build(ctx, build_id) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.FAILED and done.infrastructure_fault
+    assert "gave up after 3 attempts" in (done.error or "")

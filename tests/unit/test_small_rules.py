@@ -47,7 +47,12 @@ def test_only_a_hash_of_the_token_is_kept(ctx: Context) -> None:
 
 
 def earlier(
-    ctx: Context, owner: ApiToken, status: Status, error_step: str | None = None, hours: float = 1
+    ctx: Context,
+    owner: ApiToken,
+    status: Status,
+    error_step: str | None = None,
+    hours: float = 1,
+    infrastructure: bool = False,
 ) -> str:
     with ctx.session() as session:
         site = Website(owner_id=owner.id or 0, name="s", type="static")
@@ -60,6 +65,7 @@ def earlier(
             status=status,
             files_hash="h",
             error_step=error_step,
+            infrastructure_fault=infrastructure,
             completed_at=utcnow() - timedelta(hours=hours),
         )
         session.add(build)
@@ -95,6 +101,13 @@ def test_only_a_failure_of_the_files_own_steps_is_reported_again(
 ) -> None:
     earlier(ctx, alice, Status.FAILED, error_step=step)
     assert (find_identical(ctx, new_build(alice), "h") is not None) is reused
+
+
+def test_an_install_that_failed_through_the_infrastructure_is_not_replayed(
+    ctx: Context, alice: ApiToken
+) -> None:
+    earlier(ctx, alice, Status.FAILED, error_step="install", infrastructure=True)
+    assert find_identical(ctx, new_build(alice), "h") is None
 
 
 # -- upload paths --------------------------------------------------------------------------
