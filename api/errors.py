@@ -4,6 +4,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.core.exceptions import (
+    Forbidden,
     InvalidTransition,
     InvalidUpload,
     NotFound,
@@ -18,6 +19,7 @@ STATUS_CODES: list[tuple[type[OrchestratorError], int]] = [
     (InvalidUpload, 400),
     (NotFound, 404),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (InvalidTransition, 409),
     (ServiceUnavailable, 503),
 ]

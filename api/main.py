@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routes import builds, health, previews, websites
+from api.routes import builds, health, metrics, previews, websites
 from orchestrator import __version__
 from orchestrator.config import Settings
 from orchestrator.context import Context
@@ -35,6 +35,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(websites.router)
     app.include_router(builds.router)
     app.include_router(previews.router)
+    app.include_router(metrics.router)
     # The web page: plain HTML and JavaScript modules, no build step. Mounted last so that
     # /api and /docs keep their routes.
     app.mount("/", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="web")

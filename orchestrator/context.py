@@ -44,6 +44,8 @@ class Context:
     redis: Redis | None = None
     """The Redis client of the real context (RQ's connection); None in memory."""
     port_is_free: Callable[[int], bool] = port_is_bindable
+    worker_name: str | None = None
+    """This process's worker name, when it is a build worker (its builds' heartbeats say it lives)."""
     _async_redis: AsyncRedis | None = field(default=None, repr=False)
 
     @classmethod

@@ -113,10 +113,17 @@ def status(
     server: ServerOption = None,
     token: TokenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    system: Annotated[
+        bool, typer.Option("--system", help="The service's health: database, Redis, Docker, workers")
+    ] = False,
 ) -> None:
-    """Show a build, or list your websites with their newest build."""
+    """Show a build, or list your websites with their newest build; --system: the service's health
+    (exit 1 when builds cannot run)."""
     from rich.table import Table
 
+    if system:
+        _print_health(server, as_json)
+        return
     with _client(server, token) as client:
         try:
             found = client.status(job) if job else client.request("GET", "/api/websites")
@@ -146,6 +153,29 @@ def status(
             site.get("buildJobId") or "",
         )
     out.print(table)
+
+
+def _print_health(server: str | None, as_json: bool) -> None:
+    import httpx
+    from rich.table import Table
+
+    settings = Settings()
+    url = server or os.environ.get("ORCHESTRATOR_URL") or f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        found = httpx.get(f"{url.rstrip('/')}/api/health", timeout=30).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        fail(OrchestratorError(f"cannot reach the API at {url}: {exc}"))
+    if as_json:
+        print(json.dumps(found, indent=2))
+    else:
+        table = Table("part", "state", "detail", title=f"service: {found['status']}")
+        for name, check in found["checks"].items():
+            table.add_row(name, "ok" if check["ok"] else "[red]down[/red]", check["detail"])
+        Console().print(table)
+        for name, ago in found.get("workers", {}).items():
+            Console().print(f"worker {name}: last seen {ago} s ago")
+    if found["status"] != "ok":
+        raise typer.Exit(1)
 
 
 @_command

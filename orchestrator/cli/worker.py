@@ -96,8 +96,10 @@ def run(ctx: Context) -> None:
     stop = worker.stop
     stop.install()
     outage = 0
+    ctx.worker_name = ctx.worker_name or worker.name
     while not stop.requested:
         try:
+            ctx.stores.signals.worker_seen(ctx.worker_name)
             between_jobs(ctx, jobs)
             if stop.requested:
                 break

@@ -42,6 +42,10 @@ HEARTBEAT_SECONDS, expiring after HEARTBEAT_TTL)."""
 CANCEL = PREFIX + "cancel:"
 """``CANCEL + build_id``: who asked to cancel a build in progress (the worker polls it)."""
 
+WORKERS = PREFIX + "workers"
+"""Hash: worker name → when it was last seen (epoch seconds), written every round and by its
+build's heartbeat; a worker not seen for WORKER_TTL is not counted."""
+
 RECOVERING = PREFIX + "recovering:"
 """``RECOVERING + build_id``: set NX for a minute by the worker recovering a lost build."""
 
@@ -73,6 +77,9 @@ HEARTBEAT_SECONDS = 5
 
 HEARTBEAT_TTL = 20
 """A build whose heartbeat is older than this has lost its worker."""
+
+WORKER_TTL = 30
+"""Seconds after which a worker not seen is counted as gone."""
 
 CANCEL_TTL = 3600
 RECOVERING_TTL = 60

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis import Redis
 
@@ -35,6 +35,12 @@ class Signals(Protocol):
 
     def due(self, task: str, interval: int) -> bool:
         """True for the one process that runs ``task`` (gc, reconcile) this interval."""
+
+    def worker_seen(self, name: str) -> None:
+        """Worker ``name`` is alive now."""
+
+    def workers(self) -> dict[str, float]:
+        """The workers seen within WORKER_TTL, with when (epoch seconds)."""
 
     def wake(self) -> None:
         """Wake an idle worker."""
@@ -71,6 +77,19 @@ class RedisSignals:
     def due(self, task: str, interval: int) -> bool:
         return bool(self.redis.set(keys.SCHEDULE + task, "1", nx=True, ex=interval))
 
+    def worker_seen(self, name: str) -> None:
+        self.redis.hset(keys.WORKERS, name, str(time.time()))
+
+    def workers(self) -> dict[str, float]:
+        found: Any = self.redis.hgetall(keys.WORKERS)
+        now, alive = time.time(), {}
+        for name, seen in found.items():
+            if now - float(seen) <= keys.WORKER_TTL:
+                alive[keys.text(name) or ""] = float(seen)
+            else:
+                self.redis.hdel(keys.WORKERS, name)
+        return alive
+
     def wake(self) -> None:
         pipe = self.redis.pipeline()
         pipe.rpush(keys.WAKE, "1")
@@ -86,6 +105,7 @@ class MemorySignals:
         self.clock = clock
         self._expiring: dict[str, tuple[str, float]] = {}
         self._woken = threading.Event()
+        self._seen: dict[str, float] = {}
 
     def _set(self, key: str, value: str, ttl: float, nx: bool = False) -> bool:
         if nx and self._get(key) is not None:
@@ -123,6 +143,13 @@ class MemorySignals:
 
     def due(self, task: str, interval: int) -> bool:
         return self._set(keys.SCHEDULE + task, "1", interval, nx=True)
+
+    def worker_seen(self, name: str) -> None:
+        self._seen[name] = time.time()
+
+    def workers(self) -> dict[str, float]:
+        now = time.time()
+        return {name: seen for name, seen in self._seen.items() if now - seen <= keys.WORKER_TTL}
 
     def wake(self) -> None:
         self._woken.set()

@@ -29,6 +29,10 @@ class Unauthorized(OrchestratorError):
     """Raised when a request carries no valid token."""
 
 
+class Forbidden(OrchestratorError):
+    """Raised when a valid token may not do what it asks (a user asking for admin's things)."""
+
+
 class InvalidTransition(OrchestratorError):
     """Raised when a build is asked to move to a status its current one does not allow."""
 

@@ -37,7 +37,7 @@ class Heartbeat:
     """Tells the dispatchers this build's worker is alive, every HEARTBEAT_SECONDS."""
 
     def __init__(self, ctx: Context, build_id: str) -> None:
-        self.signals, self.build_id = ctx.stores.signals, build_id
+        self.signals, self.build_id, self.worker = ctx.stores.signals, build_id, ctx.worker_name
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{build_id[:8]}", daemon=True)
 
@@ -45,6 +45,8 @@ class Heartbeat:
         while not self.stopped.is_set():
             with contextlib.suppress(RedisError):  # a missed beat: recovery tolerates a few
                 self.signals.beat(self.build_id)
+                if self.worker:  # the worker is busy with this build: it lives
+                    self.signals.worker_seen(self.worker)
             self.stopped.wait(keys.HEARTBEAT_SECONDS)
 
     def __enter__(self) -> Heartbeat:

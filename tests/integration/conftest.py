@@ -172,16 +172,21 @@ class Stack:
         self.start_process("api", "api")
         for i in range(self.workers):
             self.start_process(f"worker-{i}", "worker")
-        deadline = time.monotonic() + 30
-        while True:
+        deadline = time.monotonic() + 60
+        answer = "no answer"
+        while True:  # healthy: the API answers and builds can run (its workers are live)
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                found = httpx.get(f"{self.url}/api/health", timeout=5)
+                if found.status_code == 200:
                     return self
-            except httpx.HTTPError:
-                pass
+                answer = found.text
+            except httpx.HTTPError as exc:
+                answer = str(exc)
             if time.monotonic() > deadline or self.procs["api"].poll() is not None:
                 self.stop(None)
-                pytest.fail(f"the API did not start; see {ARTIFACTS / (self.name + '-api.log')}")
+                pytest.fail(
+                    f"the stack did not become healthy ({answer}); see {ARTIFACTS / (self.name + '-*.log')}"
+                )
             time.sleep(0.2)
 
     def token(self, role: str, name: str) -> str:

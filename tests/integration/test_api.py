@@ -36,8 +36,12 @@ def data_dir() -> Path:
     return Path(os.environ["ORCHESTRATOR_DATA_DIR"])
 
 
-def test_health_needs_no_token(api_url: str) -> None:
-    assert httpx.get(f"{api_url}/api/health").json() == {"status": "ok"}
+def test_health_needs_no_token_and_checks_every_part_builds_need(api_url: str) -> None:
+    found = httpx.get(f"{api_url}/api/health")
+    assert found.status_code == 200, found.text
+    assert found.json()["status"] == "ok" and found.json()["down"] == []
+    assert set(found.json()["checks"]) == {"database", "redis", "docker", "workers"}
+    assert len(found.json()["workers"]) >= 1
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wob_not-a-real-token"}])

@@ -18,9 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "build_jobs", sa.Column("infrastructure_fault", sa.Boolean(), nullable=False, server_default=sa.false())
-    )
+    column = sa.Column("infrastructure_fault", sa.Boolean(), nullable=False, server_default=sa.false())
+    op.add_column("build_jobs", column)
 
 
 def downgrade() -> None:
