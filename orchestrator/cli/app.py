@@ -124,9 +124,13 @@ def up(
     host: Annotated[str | None, typer.Option(help="Address the API listens on")] = None,
     port: Annotated[int | None, typer.Option(help="Port the API listens on")] = None,
 ) -> None:
-    """Run the API and build workers in the foreground (Ctrl-C stops all)."""
+    """Run the API and build workers in the foreground (Ctrl-C stops all). A worker that ends is
+    started again (with a back-off while it keeps ending)."""
+    import threading
+
     from sqlmodel import select
 
+    from orchestrator.cli.supervisor import Supervisor, popen
     from orchestrator.state.models import ApiToken
 
     ctx = _prepare()
@@ -135,7 +139,10 @@ def up(
         first_start = session.exec(select(ApiToken)).first() is None
         if first_start:
             _, token = create_token(session, Role.ADMIN, "first admin")
-    procs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker"]) for _ in range(workers)]
+    supervisor = Supervisor(popen(sys.executable, "-m", "orchestrator.cli", "worker"), workers)
+    supervisor.start()
+    stopped = threading.Event()
+    watcher = supervisor.watch(stopped)
     address = f"http://{host or settings.api_host}:{port or settings.api_port}"
     console.print(f"[bold]API[/bold] {address}  (docs: {address}/docs), {workers} build workers")
     if first_start:
@@ -147,6 +154,9 @@ def up(
     try:
         _serve_api(ctx, host, port)
     finally:
+        stopped.set()
+        watcher.join(5)  # no restart races the stop
+        procs = [p for p in supervisor.processes() if isinstance(p, subprocess.Popen)]
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
