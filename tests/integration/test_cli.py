@@ -78,3 +78,17 @@ def test_bad_input_is_a_clear_error(cli_env, tmp_path: Path) -> None:
     assert done.returncode == 1 and "400" in done.stderr and "index.html" in done.stderr
     missing = cli({**cli_env, "ORCHESTRATOR_TOKEN": ""}, "submit", str(tmp_path))
     assert missing.returncode == 1 and "no token" in missing.stderr
+
+
+def test_the_system_status_checks_every_part_and_exits_zero_when_builds_can_run(cli_env) -> None:
+    result = cli(cli_env, "status", "--system", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["status"] == "ok" and found["down"] == [] and found["workers"]
+    table = cli(cli_env, "status", "--system")
+    assert table.returncode == 0 and "workers" in table.stdout and "database" in table.stdout
+
+
+def test_the_system_status_of_an_unreachable_service_is_a_clear_error(cli_env) -> None:
+    result = cli({**cli_env, "ORCHESTRATOR_URL": "http://127.0.0.1:9"}, "status", "--system")
+    assert result.returncode == 1 and "cannot reach the API at http://127.0.0.1:9" in result.stderr
