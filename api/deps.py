@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from orchestrator.config import Settings
 from orchestrator.context import Context
 from orchestrator.service.auth import authenticate
 from orchestrator.state.models import ApiToken
@@ -27,12 +26,7 @@ def get_session(ctx: ContextDep) -> Iterator[Session]:
         yield session
 
 
-def get_settings(ctx: ContextDep) -> Settings:
-    return ctx.settings
-
-
 SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from 'orchestrator token create'")
 

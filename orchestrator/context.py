@@ -11,13 +11,13 @@ the scripted runtime, the memory stores and an in-memory SQLite, for unit tests.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from sqlmodel import Session
 
@@ -46,7 +46,6 @@ class Context:
     port_is_free: Callable[[int], bool] = port_is_bindable
     worker_name: str | None = None
     """This process's worker name, when it is a build worker (its builds' heartbeats say it lives)."""
-    _async_redis: AsyncRedis | None = field(default=None, repr=False)
 
     @classmethod
     def connect(cls, settings: Settings) -> Context:
@@ -55,11 +54,10 @@ class Context:
         if settings.database_url is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         redis = redis_client.connect(settings.redis_url)
-        ctx = cls(
-            settings, Database(settings.sqlalchemy_url), memory_stores(), DockerRuntime(settings), redis
-        )
-        ctx.stores = redis_stores(redis, ctx.async_redis)
-        return ctx
+        # The asyncio client is made in the event loop that first asks for it (the API's).
+        async_redis = functools.cache(lambda: redis_client.connect_async(settings.redis_url))
+        stores = redis_stores(redis, async_redis)
+        return cls(settings, Database(settings.sqlalchemy_url), stores, DockerRuntime(settings), redis)
 
     @classmethod
     def in_memory(cls, settings: Settings | None = None, runtime: MemoryRuntime | None = None) -> Context:
@@ -76,11 +74,6 @@ class Context:
             port_is_free=lambda _: True,
         )
 
-    def async_redis(self) -> AsyncRedis:
-        """The asyncio client (made in the event loop that first asks for it)."""
-        if self._async_redis is None:
-            self._async_redis = redis_client.connect_async(self.settings.redis_url)
-        return self._async_redis
 
     def session(self) -> contextlib.AbstractContextManager[Session]:
         """A session that commits on success and rolls back on error."""

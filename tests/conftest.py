@@ -6,6 +6,16 @@ import pytest
 CI = bool(os.environ.get("CI"))
 
 
+def require(ok: bool, what: str) -> None:
+    """A missing service fails under CI (CI=true) and skips a local run."""
+    if ok:
+        return
+    message = f"{what} is not available; start it with 'scripts/dev setup'"
+    if CI:
+        pytest.fail(message + " (CI: a missing service is a failure)")
+    pytest.skip(message + " (locally skipped; under CI this fails)")
+
+
 @pytest.fixture
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings from their defaults only: nothing of this shell's environment, nor of the

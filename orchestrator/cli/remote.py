@@ -1,4 +1,5 @@
-"""The commands that talk to a running service over its HTTP API: submit, status, logs."""
+"""The commands that talk to a running service over its HTTP API: submit, status, logs
+(registered on the `orchestrator` app by orchestrator.cli.app)."""
 
 from __future__ import annotations
 
@@ -13,33 +14,25 @@ from rich.console import Console
 from orchestrator.cli.common import console, fail
 from orchestrator.config import Settings
 from orchestrator.core.exceptions import OrchestratorError
-from orchestrator.core.status import END_STATUSES, EventType, Status
-
-_commands: list = []
-
-
-def _command(fn):  # type: ignore[no-untyped-def]
-    _commands.append(fn)
-    return fn
-
-
-def register(app: typer.Typer) -> None:
-    for fn in _commands:
-        app.command()(fn)
-
+from orchestrator.core.status import EventType, Status
 
 ServerOption = Annotated[str | None, typer.Option(help="API address [env: ORCHESTRATOR_URL]")]
 TokenOption = Annotated[str | None, typer.Option(help="API token [env: ORCHESTRATOR_TOKEN]")]
-ENDED = tuple(END_STATUSES)
+
+
+def _server_url(server: str | None) -> str:
+    """The API to talk to: --server, else ORCHESTRATOR_URL, else this installation's own."""
+    if server or os.environ.get("ORCHESTRATOR_URL"):
+        return server or os.environ["ORCHESTRATOR_URL"]
+    settings = Settings()
+    return f"http://{settings.api_host}:{settings.api_port}"
 
 
 def _client(server: str | None, token: str | None):  # type: ignore[no-untyped-def]
     from orchestrator.cli.client import ApiClient
 
-    settings = Settings()
-    server = server or os.environ.get("ORCHESTRATOR_URL") or f"http://{settings.api_host}:{settings.api_port}"
     try:
-        return ApiClient(server, token or os.environ.get("ORCHESTRATOR_TOKEN"))
+        return ApiClient(_server_url(server), token or os.environ.get("ORCHESTRATOR_TOKEN"))
     except OrchestratorError as exc:
         fail(exc)
 
@@ -58,7 +51,6 @@ def _print_outcome(final: dict, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-@_command
 def submit(
     path: Annotated[Path, typer.Argument(help="A project folder or a .zip")],
     name: Annotated[str | None, typer.Option(help="Website name (default: from package.json)")] = None,
@@ -107,7 +99,6 @@ def submit(
     _print_outcome(final, as_json)
 
 
-@_command
 def status(
     job: Annotated[str | None, typer.Argument(help="A build id; none lists your websites")] = None,
     server: ServerOption = None,
@@ -159,8 +150,7 @@ def _print_health(server: str | None, as_json: bool) -> None:
     import httpx
     from rich.table import Table
 
-    settings = Settings()
-    url = server or os.environ.get("ORCHESTRATOR_URL") or f"http://{settings.api_host}:{settings.api_port}"
+    url = _server_url(server)
     try:
         found = httpx.get(f"{url.rstrip('/')}/api/health", timeout=30).json()
     except (httpx.HTTPError, ValueError) as exc:
@@ -178,7 +168,6 @@ def _print_health(server: str | None, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-@_command
 def logs(
     job: Annotated[str, typer.Argument(help="A build id")],
     follow: Annotated[

@@ -52,20 +52,20 @@ def scheduled_reconcile(ctx: Context, jobs: Jobs) -> list[str]:
 
 
 def between_jobs(ctx: Context, jobs: Jobs) -> None:
-    """What a worker does while no job runs: each task on its own, a failure logged."""
-    for task in (dispatch_round, scheduled_reconcile):
+    """What a worker does while no job runs: each task on its own, a failure logged (Redis
+    being away goes up to the loop, which waits for it)."""
+    tasks = (
+        ("dispatch_round", lambda: dispatch_round(ctx, jobs)),
+        ("scheduled_reconcile", lambda: scheduled_reconcile(ctx, jobs)),
+        ("scheduled_gc", lambda: scheduled_gc(ctx)),
+    )
+    for name, task in tasks:
         try:
-            task(ctx, jobs)
+            task()
         except RedisError:
-            raise  # the loop waits for Redis
+            raise
         except Exception:  # noqa: BLE001 - a failed task is logged and tried again next round
-            log.exception("%s failed", task.__name__)
-    try:
-        scheduled_gc(ctx)
-    except RedisError:
-        raise
-    except Exception:  # noqa: BLE001 - the next interval tries again
-        log.exception("scheduled gc failed")
+            log.exception("%s failed", name)
 
 
 class _Stop:

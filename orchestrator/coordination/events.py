@@ -171,12 +171,12 @@ class MemoryEvents:
 
     def publish(self, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
         with self._lock:
-            self._lock.notify_all()
             stream = self._streams.setdefault(build_id, [])
             for kind, data in events:
                 self._next += 1
                 stream.append(Event(f"{self._next}-0", kind, json.loads(json.dumps(data))))
             del stream[: -keys.EVENTS_KEPT]
+            self._lock.notify_all()  # wake the waiters: there is something to read
 
     def read(self, build_id: str, after: str | None = None) -> list[Event]:
         position = int((after or "0-0").split("-")[0])

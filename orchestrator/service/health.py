@@ -4,6 +4,7 @@ the Docker engine and the build image, and live workers. Healthy only when all a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -41,9 +42,9 @@ class Health:
         }
 
 
-def _check(name: str, probe) -> Check:  # type: ignore[no-untyped-def]
+def _check(name: str, probe: Callable[[], str]) -> Check:
     try:
-        return Check(name, True, probe() or "ok")
+        return Check(name, True, probe())
     except Exception as exc:  # noqa: BLE001 - whatever fails, the check says so
         return Check(name, False, str(exc) or type(exc).__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CI
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -45,16 +45,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def require(ok: bool, what: str) -> None:
-    """A missing service fails under CI (CI=true) and skips a local run."""
-    if ok:
-        return
-    message = f"{what} is not available; start it with 'scripts/dev setup'"
-    if CI:
-        pytest.fail(message + " (CI: a missing service is a failure)")
-    pytest.skip(message + " (locally skipped; under CI this fails)")
 
 
 @pytest.fixture(scope="session")
