@@ -74,7 +74,6 @@ class Context:
             port_is_free=lambda _: True,
         )
 
-
     def session(self) -> contextlib.AbstractContextManager[Session]:
         """A session that commits on success and rolls back on error."""
         return self.database.session()

@@ -36,8 +36,10 @@ WAKE = PREFIX + "wake"
 """List pushed to wake idle workers: a build was queued or a slot came free (kept short)."""
 
 HEARTBEAT = PREFIX + "heartbeat:"
-"""``HEARTBEAT + build_id`` exists while a live worker runs the build (refreshed every
-HEARTBEAT_SECONDS, expiring after HEARTBEAT_TTL)."""
+"""``HEARTBEAT + "<build id>:<attempt>"`` exists while a live worker runs that attempt of the
+build (refreshed every HEARTBEAT_SECONDS, expiring after HEARTBEAT_TTL: judged by Redis' clock
+alone). One key per attempt: a stale attempt's beats never keep its successor alive, nor its
+end stop them."""
 
 CANCEL = PREFIX + "cancel:"
 """``CANCEL + build_id``: who asked to cancel a build in progress (the worker polls it)."""
@@ -47,7 +49,8 @@ WORKERS = PREFIX + "workers"
 build's heartbeat; a worker not seen for WORKER_TTL is not counted."""
 
 RECOVERING = PREFIX + "recovering:"
-"""``RECOVERING + build_id``: set NX for a minute by the worker recovering a lost build."""
+"""``RECOVERING + "<build id>:<attempt>"``: set NX for a minute by the worker recovering that
+lost attempt."""
 
 ACTIVITY = PREFIX + "activity"
 """Hash: live build id → JSON {"counter", "activeAt"}: the preview's traffic counter when last
@@ -83,6 +86,10 @@ WORKER_TTL = 30
 
 CANCEL_TTL = 3600
 RECOVERING_TTL = 60
+
+
+def attempt_key(prefix: str, build_id: str, attempt: int) -> str:
+    return f"{prefix}{build_id}:{attempt}"
 
 
 def text(value: bytes | str | None) -> str | None:

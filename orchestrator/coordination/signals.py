@@ -23,15 +23,19 @@ class Signals(Protocol):
 
     def clear_cancel(self, build_id: str) -> None: ...
 
-    def beat(self, build_id: str) -> None:
-        """The build's worker is alive (for HEARTBEAT_TTL seconds)."""
+    def beat(self, build_id: str, attempt: int) -> None:
+        """The worker running this attempt of the build is alive (for HEARTBEAT_TTL seconds)."""
 
-    def alive(self, build_id: str) -> bool: ...
+    def alive(self, build_id: str, attempt: int) -> bool: ...
 
-    def stop_beating(self, build_id: str) -> None: ...
+    def stop_beating(self, build_id: str, attempt: int) -> None: ...
 
-    def claim_recovery(self, build_id: str) -> bool:
-        """True for the one process that may recover a lost build now."""
+    def kept_for(self) -> float:
+        """Seconds the heartbeats have been kept without a loss (Redis' uptime: a restarted Redis
+        forgot them all, and a silence is evidence only once every worker had time to beat)."""
+
+    def claim_recovery(self, build_id: str, attempt: int) -> bool:
+        """True for the one process that may recover this lost attempt now."""
 
     def due(self, task: str, interval: int) -> bool:
         """True for the one process that runs ``task`` (gc, reconcile) this interval."""
@@ -62,27 +66,37 @@ class RedisSignals:
     def clear_cancel(self, build_id: str) -> None:
         self.redis.delete(keys.CANCEL + build_id)
 
-    def beat(self, build_id: str) -> None:
-        self.redis.set(keys.HEARTBEAT + build_id, "1", ex=keys.HEARTBEAT_TTL)
+    def beat(self, build_id: str, attempt: int) -> None:
+        self.redis.set(keys.attempt_key(keys.HEARTBEAT, build_id, attempt), "1", ex=keys.HEARTBEAT_TTL)
 
-    def alive(self, build_id: str) -> bool:
-        return bool(self.redis.exists(keys.HEARTBEAT + build_id))
+    def alive(self, build_id: str, attempt: int) -> bool:
+        return bool(self.redis.exists(keys.attempt_key(keys.HEARTBEAT, build_id, attempt)))
 
-    def stop_beating(self, build_id: str) -> None:
-        self.redis.delete(keys.HEARTBEAT + build_id)
+    def stop_beating(self, build_id: str, attempt: int) -> None:
+        self.redis.delete(keys.attempt_key(keys.HEARTBEAT, build_id, attempt))
 
-    def claim_recovery(self, build_id: str) -> bool:
-        return bool(self.redis.set(keys.RECOVERING + build_id, "1", nx=True, ex=keys.RECOVERING_TTL))
+    def kept_for(self) -> float:
+        info: Any = self.redis.info("server")
+        return float(info["uptime_in_seconds"])
+
+    def claim_recovery(self, build_id: str, attempt: int) -> bool:
+        key = keys.attempt_key(keys.RECOVERING, build_id, attempt)
+        return bool(self.redis.set(key, "1", nx=True, ex=keys.RECOVERING_TTL))
 
     def due(self, task: str, interval: int) -> bool:
         return bool(self.redis.set(keys.SCHEDULE + task, "1", nx=True, ex=interval))
 
+    def _now(self) -> float:
+        """Redis' clock: every host judges "last seen" by the same one."""
+        seconds, micros = self.redis.time()  # type: ignore[misc]
+        return seconds + micros / 1e6
+
     def worker_seen(self, name: str) -> None:
-        self.redis.hset(keys.WORKERS, name, str(time.time()))
+        self.redis.hset(keys.WORKERS, name, str(self._now()))
 
     def workers(self) -> dict[str, float]:
         found: Any = self.redis.hgetall(keys.WORKERS)
-        now, alive = time.time(), {}
+        now, alive = self._now(), {}
         for name, seen in found.items():
             if now - float(seen) <= keys.WORKER_TTL:
                 alive[keys.text(name) or ""] = float(seen)
@@ -129,17 +143,21 @@ class MemorySignals:
     def clear_cancel(self, build_id: str) -> None:
         self._expiring.pop(keys.CANCEL + build_id, None)
 
-    def beat(self, build_id: str) -> None:
-        self._set(keys.HEARTBEAT + build_id, "1", keys.HEARTBEAT_TTL)
+    def beat(self, build_id: str, attempt: int) -> None:
+        self._set(keys.attempt_key(keys.HEARTBEAT, build_id, attempt), "1", keys.HEARTBEAT_TTL)
 
-    def alive(self, build_id: str) -> bool:
-        return self._get(keys.HEARTBEAT + build_id) is not None
+    def alive(self, build_id: str, attempt: int) -> bool:
+        return self._get(keys.attempt_key(keys.HEARTBEAT, build_id, attempt)) is not None
 
-    def stop_beating(self, build_id: str) -> None:
-        self._expiring.pop(keys.HEARTBEAT + build_id, None)
+    def stop_beating(self, build_id: str, attempt: int) -> None:
+        self._expiring.pop(keys.attempt_key(keys.HEARTBEAT, build_id, attempt), None)
 
-    def claim_recovery(self, build_id: str) -> bool:
-        return self._set(keys.RECOVERING + build_id, "1", keys.RECOVERING_TTL, nx=True)
+    def kept_for(self) -> float:
+        return float("inf")  # lives and dies with the one process whose builds beat in it
+
+    def claim_recovery(self, build_id: str, attempt: int) -> bool:
+        key = keys.attempt_key(keys.RECOVERING, build_id, attempt)
+        return self._set(key, "1", keys.RECOVERING_TTL, nx=True)
 
     def due(self, task: str, interval: int) -> bool:
         return self._set(keys.SCHEDULE + task, "1", interval, nx=True)

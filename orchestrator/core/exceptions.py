@@ -60,3 +60,14 @@ class BuildFailed(OrchestratorError):
     def __init__(self, step: str, message: str) -> None:
         super().__init__(message)
         self.step = step
+
+
+class Superseded(Exception):
+    """Raised in an attempt of a build that no longer holds it: it was declared lost (its worker
+    paused, say) and the build was queued again, cancelled or failed. Its writes are refused and
+    it stops its own work. Not an OrchestratorError, so that no handler of faults takes it for
+    one and reports it."""
+
+    def __init__(self, build_id: str, attempt: int) -> None:
+        super().__init__(f"attempt {attempt} of build {build_id} no longer holds the build")
+        self.build_id, self.attempt = build_id, attempt

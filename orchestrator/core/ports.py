@@ -13,6 +13,17 @@ from typing import Protocol
 from orchestrator.core.exceptions import NoFreePort
 
 
+def attempt_owner(build_id: str, attempt: int) -> str:
+    """Who holds a port: one attempt of a build, not the build. An attempt declared lost and
+    still running can then never free (or keep) the port its successor took."""
+    return f"{build_id}@{attempt}"
+
+
+def owner_build(owner: str) -> str:
+    """The build an owner string belongs to."""
+    return owner.partition("@")[0]
+
+
 class PortStore(Protocol):
     def claim(self, port: int, owner: str) -> bool:
         """Take ``port`` for ``owner`` if nobody holds it; True when taken."""

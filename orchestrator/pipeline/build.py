@@ -18,7 +18,6 @@ The preview container keeps running after the job ends (orchestrator.pipeline.jo
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -58,7 +57,7 @@ class Build(BuildRun):
     def run(self) -> str:
         s = self.ctx.settings
         self.recorder.start_step(StepName.EXTRACT)
-        workspace = s.workspaces_dir / self.build_id
+        workspace = self.workspace
         limits = UploadLimits(s.max_upload_bytes, s.max_unpacked_bytes, s.max_files)
         extracted = extract_upload(s.uploads_dir / f"{self.build_id}.zip", workspace, limits)
         self.recorder.log(f"Extracted {len(extracted.files)} files")
@@ -82,7 +81,7 @@ class Build(BuildRun):
             if url is not None:
                 return url
 
-        self.port = self.ctx.port_pool().allocate(self.build_id)
+        self.port = self.ctx.port_pool().allocate(self.port_owner)
         lockfile = next((f for f in LOCKFILES if f in extracted.files), None)
         lockfile_text = (workspace / lockfile).read_text(errors="replace") if lockfile else None
         plan = make_plan(extracted.files, extracted.package, self.port, lockfile_text)
@@ -118,7 +117,7 @@ class Build(BuildRun):
         self.recorder.start_step(StepName.SERVE, alongside=typecheck.command is not None)
         self.steps.start(StepName.SERVE, time.monotonic())
         self.runner.service(StepName.SERVE, self.container_id, plan.serve)
-        shutil.rmtree(workspace, ignore_errors=True)  # the containers have the files; the upload stays
+        self.remove_workspace()  # the containers have the files; the upload stays
         self.follow(lambda: self.steps.answered)
         self.probe.warm_up()  # while the type check goes on in its own container
         self.follow(lambda: self.steps.live)

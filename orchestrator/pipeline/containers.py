@@ -22,6 +22,7 @@ from orchestrator.core.exceptions import (
     RuntimeUnavailable,
 )
 from orchestrator.core.follower import Follower, Log, Passed, Probe, Verdict
+from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Outcome, StepName
 from orchestrator.core.steps import Steps
 from orchestrator.pipeline.step_runner import Fault, StepRunner
@@ -68,6 +69,13 @@ class BuildRun:
 
     def __post_init__(self) -> None:
         s = self.ctx.settings
+        assert self.recorder.attempt is not None, "a build run is an attempt's"
+        self.attempt = self.recorder.attempt
+        self.port_owner = attempt_owner(self.build_id, self.attempt)
+        """Who holds this run's port: this attempt (orchestrator.core.ports)."""
+        self.workspace = s.workspaces_dir / self.build_id / str(self.attempt)
+        """This attempt's folder for the upload's files: a stale attempt never writes its
+        successor's."""
         steps = Steps(step_timeouts(self.ctx), time.monotonic(), s.build_timeout)
         self.follower = Follower(steps, s.memory_limit)
         self.runner = StepRunner(self.ctx.runtime, self.build_id)
@@ -145,8 +153,14 @@ class BuildRun:
         if by is not None:
             raise Cancelled(by)
 
+    def remove_workspace(self) -> None:
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        with contextlib.suppress(OSError):  # left to gc when another attempt's folder is there
+            self.workspace.parent.rmdir()
+
     def clean_up(self) -> None:
-        shutil.rmtree(self.ctx.settings.workspaces_dir / self.build_id, ignore_errors=True)
+        """Remove what this attempt made: its files, containers and images; free its port."""
+        self.remove_workspace()
         for container in [*self.owned, *([self.container_id] if self.container_id else [])]:
             try:
                 self.ctx.runtime.remove(container)
@@ -156,7 +170,7 @@ class BuildRun:
             with contextlib.suppress(OrchestratorError):
                 self.ctx.runtime.remove_image(image)
         if self.port is not None:
-            self.ctx.port_pool().release(self.port, self.build_id)
+            self.ctx.port_pool().release(self.port, self.port_owner)
 
 
 def failed(verdict: Verdict) -> Exception:

@@ -1,14 +1,19 @@
-"""The RQ job: ``run_build(build_id)`` builds one website and leaves its preview running.
+"""The RQ job: ``run_build(build_id, attempt)`` builds one website and leaves its preview running.
 
-RQ calls it with the build id only (JSON serializer: a pickled job read from Redis would be
-code execution); the process's context comes from the worker that forked it. Every outcome
-ends here: live, failed (the step and why), cancelled, or — for the infrastructure's faults
-(the engine, the registry, a lost container) — deferred for a retry through admission again.
+RQ calls it with plain arguments (JSON serializer: a pickled job read from Redis would be code
+execution); the process's context comes from the worker that forked it. Every outcome ends
+here: live, failed (the step and why), cancelled, or — for the infrastructure's faults (the
+engine, the registry, a lost container) — deferred for a retry through admission again.
+
+The attempt number is the attempt's fencing token: its heartbeat, its port, its workspace and
+every write it makes are its own, so an attempt declared lost while it still ran (its worker
+paused) ends quietly once it finds itself superseded, touching nothing of its successor's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 
@@ -23,6 +28,7 @@ from orchestrator.core.exceptions import (
     OrchestratorError,
     RegistryUnreachable,
     RuntimeUnavailable,
+    Superseded,
 )
 from orchestrator.core.failures import label
 from orchestrator.core.priority import build_score
@@ -32,55 +38,83 @@ from orchestrator.pipeline.containers import Cancelled
 from orchestrator.state.models import BuildJob
 from orchestrator.state.recorder import BuildRecorder
 
+log = logging.getLogger(__name__)
+
 
 class Heartbeat:
     """Tells the dispatchers this build's worker is alive, every HEARTBEAT_SECONDS."""
 
-    def __init__(self, ctx: Context, build_id: str) -> None:
+    def __init__(self, ctx: Context, build_id: str, attempt: int) -> None:
         self.signals, self.build_id, self.worker = ctx.stores.signals, build_id, ctx.worker_name
+        self.attempt = attempt
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{build_id[:8]}", daemon=True)
 
     def _beat(self) -> None:
         while not self.stopped.is_set():
             with contextlib.suppress(RedisError):  # a missed beat: recovery tolerates a few
-                self.signals.beat(self.build_id)
+                self.signals.beat(self.build_id, self.attempt)
                 if self.worker:  # the worker is busy with this build: it lives
                     self.signals.worker_seen(self.worker)
             self.stopped.wait(keys.HEARTBEAT_SECONDS)
 
     def __enter__(self) -> Heartbeat:
-        self.signals.beat(self.build_id)
+        self.signals.beat(self.build_id, self.attempt)
         self.thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.stopped.set()
-        self.signals.stop_beating(self.build_id)
+        self.signals.stop_beating(self.build_id, self.attempt)
 
 
-def run_build(build_id: str) -> str | None:
+def run_build(build_id: str, attempt: int) -> str | None:
     """RQ job: build one website and leave its preview running. Returns the preview URL."""
     ctx = context.current()
     ctx.after_fork()  # forked from the worker: never share its connections
-    return build(ctx, build_id)
+    return build(ctx, build_id, attempt)
 
 
-def build(ctx: Context, build_id: str) -> str | None:
-    """Run the build ``build_id`` to its outcome with ``ctx``."""
-    settings, gate = ctx.settings, ctx.stores.admission
-    recorder = BuildRecorder(ctx, build_id)
-    record = recorder.begin()
-    if record is None:  # cancelled while it waited, or already taken by another worker
-        with ctx.session() as session:
-            current = session.get(BuildJob, build_id)
-            if current is not None and current.status in TERMINAL:
-                gate.release(build_id)
-        return None
-    run = Build(ctx, recorder, record)
+def build(ctx: Context, build_id: str, attempt: int) -> str | None:
+    """Run attempt ``attempt`` of the build ``build_id`` to its outcome with ``ctx``."""
+    recorder = BuildRecorder(ctx, build_id, attempt)
+    # The heartbeat starts before the build is marked building: no dispatcher ever sees it
+    # building without a beat, so none needs a grace period judged by its own clock.
+    with Heartbeat(ctx, build_id, attempt):
+        record = recorder.begin()
+        if record is None:  # cancelled while it waited, or admitted again since
+            with ctx.session() as session:
+                current = session.get(BuildJob, build_id)
+                if current is not None and current.status in TERMINAL:
+                    ctx.stores.admission.release(build_id)
+            return None
+        run = Build(ctx, recorder, record)
+        try:
+            url = _outcome(ctx, run)
+        except Superseded as exc:
+            run.clean_up()  # its own containers, port claim and workspace: never the successor's
+            log.warning("%s: it stopped, leaving the build to whoever holds it now", exc)
+            return None
+        except BaseException:
+            _release(ctx, build_id)
+            raise
+        _release(ctx, build_id)
+        return url
+
+
+def _release(ctx: Context, build_id: str) -> None:
+    """The attempt is over: its build slot is free and its cancel request answered."""
+    ctx.stores.admission.release(build_id)
+    ctx.stores.signals.clear_cancel(build_id)
+
+
+def _outcome(ctx: Context, run: Build) -> str | None:
+    """Run the build and record how it ended. Raises Superseded when the attempt finds it no
+    longer holds the build (then the build's slot and signals are whoever's holds it now)."""
+    settings, gate, recorder, record = ctx.settings, ctx.stores.admission, run.recorder, run.record
+    build_id = record.id
     try:
-        with Heartbeat(ctx, build_id):
-            return run.run()
+        return run.run()
     except Cancelled as exc:
         run.clean_up()
         recorder.cancelled(exc.by)
@@ -123,7 +157,4 @@ def build(ctx: Context, build_id: str) -> str | None:
         message = f"{label(recorder.current_step)}: internal error: {exc!r}"
         recorder.fail(recorder.current_step, message, infrastructure=True)
         raise
-    finally:
-        gate.release(build_id)
-        ctx.stores.signals.clear_cancel(build_id)
     return None

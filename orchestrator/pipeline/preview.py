@@ -9,6 +9,7 @@ import httpx
 from redis.exceptions import RedisError
 
 from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Outcome, Status, StepName
 from orchestrator.core.warmup import warm_up
 from orchestrator.pipeline.containers import BuildRun
@@ -75,11 +76,11 @@ def adopt(run: BuildRun, previous: BuildJob) -> str | None:
     state = ctx.runtime.state(previous.container_id)
     if state is None or not state.running:
         return None
-    ports = ctx.stores.ports
-    if not ports.transfer(previous.allocated_port, previous.id, run.build_id):
+    ports, previous_owner = ctx.stores.ports, attempt_owner(previous.id, previous.attempts)
+    if not ports.transfer(previous.allocated_port, previous_owner, run.port_owner):
         return None
-    if not hand_over(ctx, previous, run.build_id):
-        ports.transfer(previous.allocated_port, run.build_id, previous.id)
+    if not hand_over(ctx, previous, run.build_id, run.attempt):
+        ports.transfer(previous.allocated_port, run.port_owner, previous_owner)
         return None
     run.port, run.container_id = previous.allocated_port, previous.container_id
     ctx.stores.activity.move(previous.id, run.build_id)

@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from orchestrator.context import Context
+from orchestrator.core.exceptions import Superseded
 from orchestrator.core.expiry import StopReason
 from orchestrator.core.status import Status, StepName
 from orchestrator.state.models import BuildJob, utcnow
@@ -51,10 +52,11 @@ def find_identical(ctx: Context, build: BuildJob, files_hash: str) -> BuildJob |
     return None
 
 
-def hand_over(ctx: Context, previous: BuildJob, build_id: str) -> bool:
-    """In one transaction: ``previous`` (running) stops with reason ``replaced`` and ``build_id``
-    (building) takes its container and port. False when ``previous`` was stopped meanwhile.
-    gc never sees the container without a live owner."""
+def hand_over(ctx: Context, previous: BuildJob, build_id: str, attempt: int) -> bool:
+    """In one transaction: ``previous`` (running) stops with reason ``replaced`` and attempt
+    ``attempt`` of ``build_id`` (building) takes its container and port. False when ``previous``
+    was stopped meanwhile; Superseded when the attempt no longer holds its build. gc never sees
+    the container without a live owner."""
     with ctx.session() as session:
         if not claim(
             ctx,
@@ -67,9 +69,13 @@ def hand_over(ctx: Context, previous: BuildJob, build_id: str) -> bool:
             allocated_port=None,
         ):
             return False
-        session.exec(  # type: ignore[call-overload]
+        taken = session.exec(  # type: ignore[call-overload]
             update(BuildJob)
-            .where(col(BuildJob.id) == build_id)
+            .where(
+                col(BuildJob.id) == build_id,
+                col(BuildJob.attempts) == attempt,
+                col(BuildJob.status) == Status.BUILDING.value,
+            )
             .values(
                 container_id=previous.container_id,
                 allocated_port=previous.allocated_port,
@@ -77,4 +83,6 @@ def hand_over(ctx: Context, previous: BuildJob, build_id: str) -> bool:
                 updated_at=utcnow(),
             )
         )
+        if taken.rowcount != 1:  # rolls the claim back: the previous preview stays live
+            raise Superseded(build_id, attempt)
     return True

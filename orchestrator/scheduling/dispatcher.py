@@ -17,7 +17,8 @@ from orchestrator.adapters.host import disk_free, host_usage
 from orchestrator.context import Context
 from orchestrator.coordination import keys
 from orchestrator.coordination.admission import Admission, SlotLimits
-from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.exceptions import OrchestratorError, Superseded
+from orchestrator.core.ports import attempt_owner, owner_build
 from orchestrator.core.priority import build_score
 from orchestrator.core.resources import Snapshot, free_ports, shortage, split_containers
 from orchestrator.core.status import Status
@@ -39,57 +40,67 @@ def snapshot(ctx: Context, active: set[str], usage: tuple[float, float] | None =
     previews, building = split_containers(ctx.runtime.list_ours(), active)
     used = sum(ctx.runtime.memory_used(container_id) or 0 for container_id in previews)
     held = ctx.stores.ports.held()
-    ports_left = free_ports(ctx.settings, len(held), len(active - set(held.values())))
+    holders = {owner_build(owner) for owner in held.values()}
+    ports_left = free_ports(ctx.settings, len(held), len(active - holders))
     folders = [ctx.settings.data_dir, *([Path(root)] if (root := ctx.runtime.data_root()) else [])]
     return Snapshot(memory_percent, cpu_percent, used / 2**20, building, ports_left, disk_free(folders))
 
 
 def lost_builds(ctx: Context) -> list[BuildJob]:
-    """Builds marked building whose heartbeat stopped (their worker died), changing nothing."""
-    cutoff = time.time() - keys.HEARTBEAT_TTL
+    """Builds marked building whose attempt's heartbeat stopped (its worker died or stalled),
+    changing nothing. The lease is judged by Redis' clock alone (the heartbeat key's expiry):
+    an attempt beats before it marks the build building, so no grace period by any host's own
+    clock is needed. Nothing is lost while Redis has been up for less than HEARTBEAT_TTL: a
+    restarted Redis forgot every heartbeat, and the live workers have not all beaten again yet."""
+    signals = ctx.stores.signals
+    if signals.kept_for() < keys.HEARTBEAT_TTL:
+        return []
     with ctx.session() as session:
         building = session.exec(select(BuildJob).where(BuildJob.status == Status.BUILDING)).all()
-    return [
-        build
-        for build in building
-        if build.started_at is not None
-        and build.started_at.timestamp() <= cutoff
-        and not ctx.stores.signals.alive(build.id)
-    ]
+    return [build for build in building if not signals.alive(build.id, build.attempts)]
 
 
 def recover_lost(ctx: Context) -> dict[str, str]:
-    """Builds whose worker was lost: each is re-queued (container removed, port freed) or,
-    after max_attempts, failed with "worker lost". Returns build id → what was done."""
+    """Builds whose attempt was lost: each is re-queued or, after max_attempts, failed with
+    "worker lost"; cancelled if someone asked. The move is fenced on the attempt that was seen
+    lost, and made before its containers are removed and its port freed: should that attempt
+    still be running, it finds itself superseded at its next write and stops. Returns build id
+    → what was done."""
     settings, runtime, signals = ctx.settings, ctx.runtime, ctx.stores.signals
     recovered = {}
     gate = ctx.stores.admission
     for build in lost_builds(ctx):
-        if not signals.claim_recovery(build.id):
+        if not signals.claim_recovery(build.id, build.attempts):
             continue  # another worker is recovering it
-        recorder = BuildRecorder(ctx, build.id)
+        # Its slot first: once the build is queued again, nothing must take the slot it still
+        # holds for an RQ job to re-send (orchestrator.scheduling.queue.reconcile).
+        gate.release(build.id)
+        recorder = BuildRecorder(ctx, build.id, build.attempts)
+        cancelled_by = signals.cancel_requested(build.id)
+        try:
+            if cancelled_by is not None:
+                recorder.cancelled(cancelled_by)
+                recovered[build.id] = "cancelled"
+            elif build.attempts < settings.max_attempts:
+                recorder.requeued(
+                    f"The worker running this build was lost: queued again (attempt {build.attempts + 1} "
+                    f"of {settings.max_attempts})"
+                )
+                recovered[build.id] = "queued again"
+            else:
+                recorder.fail(None, f"worker lost {build.attempts} times: giving up", infrastructure=True)
+                recovered[build.id] = "failed"
+        except Superseded:
+            continue  # the attempt ended meanwhile, by itself
         try:  # its build container and its dependency-cache filler, whichever it had
             for container_id in runtime.containers_of(build.id):
                 runtime.remove(container_id)
         except OrchestratorError as exc:
             log.warning("could not remove the containers of lost build %s: %s", build.id, exc)
         if build.allocated_port is not None:
-            ctx.port_pool().release(build.allocated_port, build.id)
-        gate.release(build.id)  # its slot is free again, whatever happens next
-        cancelled_by = signals.cancel_requested(build.id)
-        if cancelled_by is not None:
-            recorder.cancelled(cancelled_by)
-            recovered[build.id] = "cancelled"
-        elif build.attempts < settings.max_attempts:
-            recorder.requeued(
-                f"The worker running this build was lost: queued again (attempt {build.attempts + 1} "
-                f"of {settings.max_attempts})"
-            )
+            ctx.port_pool().release(build.allocated_port, attempt_owner(build.id, build.attempts))
+        if recovered[build.id] == "queued again":
             gate.add(build.id, build.owner_id, build_score(build, settings.aging_seconds))
-            recovered[build.id] = "queued again"
-        else:
-            recorder.fail(None, f"worker lost {build.attempts} times: giving up", infrastructure=True)
-            recovered[build.id] = "failed"
     return recovered
 
 
@@ -136,14 +147,22 @@ def dispatch_round(ctx: Context, jobs: Jobs, usage: tuple[float, float] | None =
     if build_id is None:
         _explain_waits(ctx, gate, reason)
         return None
+    attempt = next_attempt(ctx, build_id)
+    if attempt is None:
+        gate.release(build_id)  # cancelled while it waited
+        return None
+    jobs.start(build_id, attempt)
+    return build_id
+
+
+def next_attempt(ctx: Context, build_id: str) -> int | None:
+    """An admitted build's next attempt: its number, counted in the database (the attempt's
+    fencing token: orchestrator.pipeline.job). None when the build is not queued any more."""
     with ctx.session() as session:
         build = session.get(BuildJob, build_id)
         if build is None or build.status != Status.QUEUED:
-            gate.release(build_id)  # cancelled while it waited
             return None
         build.attempts += 1
         build.wait_reason = None
         session.add(build)
-        attempt = build.attempts
-    jobs.start(build_id, attempt)
-    return build_id
+        return build.attempts

@@ -65,6 +65,7 @@ class RQJobs:
         get_queue(self.ctx).enqueue(
             BUILD_FUNCTION,
             build_id,
+            attempt,
             job_id=rq_job_id(build_id, attempt),
             job_timeout=job_timeout(self.ctx),
             result_ttl=3600,

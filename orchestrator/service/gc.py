@@ -28,6 +28,7 @@ from orchestrator.adapters.uploads import PART_SUFFIX
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
+from orchestrator.core.ports import owner_build
 from orchestrator.core.status import ACTIVE, Status
 from orchestrator.scheduling.dispatcher import lost_builds, recover_lost
 from orchestrator.service.gc_report import Report, _status
@@ -154,10 +155,15 @@ class Collector(StorageCollection):
     def ports(self) -> None:
         pool = self.ctx.port_pool()
         for port, owner in sorted(pool.store.held().items()):
-            if _status(self.ctx, owner) in LIVE:
+            if _status(self.ctx, owner_build(owner)) in LIVE:
                 continue  # read now: a build that started since the run began keeps its port
             if self.dry_run or pool.release(port, owner):
-                self.add("free port", str(port), f"held by build {owner[:12]}, which is not live", port=port)
+                self.add(
+                    "free port",
+                    str(port),
+                    f"held by build {owner_build(owner)[:12]}, which is not live",
+                    port=port,
+                )
 
     # -- 5. files ------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from orchestrator.context import Context
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.expiry import Activity, StopReason, observe
+from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Status
 from orchestrator.state.models import BuildJob, utcnow
 from orchestrator.state.recorder import BuildRecorder, claim
@@ -91,7 +92,7 @@ def stop_preview(ctx: Context, build_id: str, reason: StopReason, detail: str) -
     if container:
         runtime.remove(container)
     if port is not None:
-        ctx.port_pool().release(port, build_id)
+        ctx.port_pool().release(port, attempt_owner(build_id, build.attempts))
     ctx.stores.activity.forget(build_id)
     BuildRecorder(ctx, build_id).announce(f"Preview stopped ({reason.value}): {detail}")
     return Stopped(build_id, port, memory, disk)

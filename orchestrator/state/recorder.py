@@ -1,6 +1,11 @@
 """Writes one build's progress: status moves, steps, progress and log lines go to the database
 (the record) and, as events, to the build's Redis stream (for live watchers).
 
+A recorder made for one attempt of a build (``attempt``) is fenced: each of its writes first
+locks the build's row with a conditional UPDATE (this attempt, still building) in the same
+transaction, and raises Superseded when the build is no longer this attempt's — declared lost
+and queued again, cancelled, failed — so a stale attempt can never report anything.
+
 Log lines are buffered and written at most every ``flush_interval`` seconds; only the newest
 ``Settings.log_lines_kept`` are kept, each cut to LOG_LINE_MAX_CHARS, so a noisy build
 cannot bloat the database. Pending lines are always written before a step or status event,
@@ -19,7 +24,7 @@ from sqlmodel import Session, col
 
 from orchestrator.context import Context
 from orchestrator.core import defaults
-from orchestrator.core.exceptions import NotFound
+from orchestrator.core.exceptions import NotFound, Superseded
 from orchestrator.core.plan import READY, STEP_BY_NAME
 from orchestrator.core.status import EventType, Outcome, Status, StepRecord, check_transition
 from orchestrator.state import logs
@@ -53,17 +58,18 @@ def claim(
     new: Status,
     *,
     session: Session | None = None,
+    attempt: int | None = None,
     **fields: object,
 ) -> bool:
-    """Move a build from ``current`` to ``new`` only if it is still ``current``: one
-    conditional UPDATE, so that two processes racing (a worker starting it, a user cancelling
-    it) cannot both win. True for the winner. With ``session``, inside the caller's transaction."""
+    """Move a build from ``current`` to ``new`` only if it is still ``current`` (and, with
+    ``attempt``, still at that attempt): one conditional UPDATE, so that two processes racing (a
+    worker starting it, a user cancelling it) cannot both win. True for the winner. With
+    ``session``, inside the caller's transaction."""
     check_transition(current, new)
-    statement = (
-        update(BuildJob)
-        .where(col(BuildJob.id) == build_id, col(BuildJob.status) == current.value)
-        .values(status=new.value, updated_at=utcnow(), **fields)
-    )
+    conditions = [col(BuildJob.id) == build_id, col(BuildJob.status) == current.value]
+    if attempt is not None:
+        conditions.append(col(BuildJob.attempts) == attempt)
+    statement = update(BuildJob).where(*conditions).values(status=new.value, updated_at=utcnow(), **fields)
     if session is not None:
         return session.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
     with ctx.session() as own:
@@ -71,9 +77,19 @@ def claim(
 
 
 class BuildRecorder:
-    def __init__(self, ctx: Context, build_id: str, flush_interval: float = 0.5) -> None:
+    def __init__(
+        self, ctx: Context, build_id: str, attempt: int | None = None, flush_interval: float = 0.5
+    ) -> None:
         self.ctx = ctx
         self.build_id = build_id
+        self.attempt = attempt
+        """The attempt whose writes these are (fenced), or None (not an attempt's: unfenced)."""
+        self._holds: tuple[Status, ...] = (Status.BUILDING,)
+        """The statuses in which the build is still this attempt's: building, and once this
+        attempt made it live, whatever became of the preview (its last log lines)."""
+        self.superseded = False
+        """Set once a write was refused: the lines logged from then on (the stale attempt
+        cleaning up after itself) are dropped."""
         self.lines_kept = ctx.settings.log_lines_kept
         self.flush_interval = flush_interval
         self._pending: list[str] = []
@@ -85,9 +101,29 @@ class BuildRecorder:
         self.open_steps: list[str] = []
         """Steps started and not ended (the type check and the server run side by side)."""
 
+    def _hold(self, session: Session) -> None:
+        """Lock the build's row for this transaction if this attempt still holds the build;
+        raise Superseded if not. Nothing for a recorder of no attempt."""
+        if self.attempt is None:
+            return
+        statement = (
+            update(BuildJob)
+            .where(
+                col(BuildJob.id) == self.build_id,
+                col(BuildJob.attempts) == self.attempt,
+                col(BuildJob.status).in_([status.value for status in self._holds]),
+            )
+            .values(updated_at=utcnow())
+        )
+        if session.exec(statement).rowcount != 1:  # type: ignore[call-overload,attr-defined]
+            self.superseded = True
+            self._pending = []  # never written: not this attempt's to write
+            raise Superseded(self.build_id, self.attempt)
+
     @contextmanager
     def _build(self) -> Iterator[BuildJob]:
         with self.ctx.session() as session:
+            self._hold(session)
             build = session.get(BuildJob, self.build_id)
             if build is None:
                 raise NotFound(
@@ -110,10 +146,16 @@ class BuildRecorder:
             publish_status(self.ctx, build)
 
     def begin(self) -> BuildJob | None:
-        """queued → building, atomically (a cancel may race it). None when the build is not
-        queued any more (cancelled, say, or taken by another worker)."""
+        """queued → building for this recorder's attempt, atomically (a cancel may race it). None
+        when the build is not queued at this attempt any more (cancelled, say, or admitted again)."""
         if not claim(
-            self.ctx, self.build_id, Status.QUEUED, Status.BUILDING, started_at=utcnow(), wait_reason=None
+            self.ctx,
+            self.build_id,
+            Status.QUEUED,
+            Status.BUILDING,
+            attempt=self.attempt,
+            started_at=utcnow(),
+            wait_reason=None,
         ):
             return None
         with self.ctx.session() as session:
@@ -135,6 +177,7 @@ class BuildRecorder:
             progress=READY.progress,
             current_step=READY.label,
         )
+        self._holds = tuple(Status)  # live: its own outcome, whatever becomes of the preview
 
     def fail(self, step: str | None, message: str, *, infrastructure: bool = False) -> None:
         """The build failed in ``step``; ``infrastructure``: through no fault of its files (an
@@ -173,6 +216,7 @@ class BuildRecorder:
     def _change_status(self, status: Status, change: Callable[[BuildJob], None], **fields: object) -> None:
         self.flush()
         with self.ctx.session() as session:  # the build is over: its log takes its final size
+            self._hold(session)
             logs.prune(session, self.build_id, self.lines_kept)
         with self._build() as build:
             build.status = check_transition(build.status, status)
@@ -234,6 +278,8 @@ class BuildRecorder:
     # -- logs ------------------------------------------------------------------
 
     def log(self, line: str) -> None:
+        if self.superseded:
+            return
         line = line[: defaults.LOG_LINE_MAX_CHARS]
         self._pending.append(line)
         if time.monotonic() - self._last_flush >= self.flush_interval:
@@ -246,6 +292,7 @@ class BuildRecorder:
         lines, self._pending = self._pending, []
         self._unpruned += len(lines)
         with self.ctx.session() as session:
+            self._hold(session)
             logs.append(session, self.build_id, lines)
             if self._unpruned > self.lines_kept:  # at most twice the lines kept, between prunes
                 logs.prune(session, self.build_id, self.lines_kept)

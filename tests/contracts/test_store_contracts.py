@@ -188,18 +188,25 @@ def test_a_cancel_request_names_who_asked_until_cleared(stores: Stores) -> None:
     assert stores.signals.cancel_requested("b") is None
 
 
-def test_a_heartbeat_says_the_worker_is_alive_until_it_stops(stores: Stores) -> None:
-    assert not stores.signals.alive("b")
-    stores.signals.beat("b")
-    assert stores.signals.alive("b")
-    stores.signals.stop_beating("b")
-    assert not stores.signals.alive("b")
+def test_a_heartbeat_says_the_attempt_is_alive_until_it_stops(stores: Stores) -> None:
+    assert not stores.signals.alive("b", 1)
+    stores.signals.beat("b", 1)
+    assert stores.signals.alive("b", 1)
+    assert not stores.signals.alive("b", 2)  # each attempt beats for itself
+    stores.signals.beat("b", 2)
+    stores.signals.stop_beating("b", 1)  # a stale attempt ending leaves its successor's beat
+    assert not stores.signals.alive("b", 1) and stores.signals.alive("b", 2)
+
+
+def test_heartbeats_are_kept_for_a_known_time(stores: Stores) -> None:
+    assert stores.signals.kept_for() >= 0
 
 
 def test_one_process_claims_a_recovery(stores: Stores) -> None:
-    assert stores.signals.claim_recovery("b")
-    assert not stores.signals.claim_recovery("b")
-    assert stores.signals.claim_recovery("other")
+    assert stores.signals.claim_recovery("b", 1)
+    assert not stores.signals.claim_recovery("b", 1)
+    assert stores.signals.claim_recovery("b", 2)
+    assert stores.signals.claim_recovery("other", 1)
 
 
 def test_a_periodic_task_is_due_once_per_interval(stores: Stores) -> None:

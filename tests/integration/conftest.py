@@ -192,6 +192,49 @@ class Stack:
         self._clients.append(client)
         return client
 
+    def leaks(self, runtime, client: httpx.Client, settle: float = 15) -> list[str]:
+        """What the stack holds that its builds' records do not justify, once nothing is in
+        progress: build slots, waiting or deferred entries, port claims (each held by the attempt
+        that went live), containers (a running preview's only), workspaces. Empty when clean;
+        asked again for up to ``settle`` seconds (a build just live still finishes its job)."""
+        deadline = time.monotonic() + settle
+        while (found := self._leaks(runtime, client)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return found
+
+    def _leaks(self, runtime, client: httpx.Client) -> list[str]:
+        from redis import Redis
+
+        from orchestrator.coordination import keys
+        from orchestrator.coordination.admission import RedisAdmission
+        from orchestrator.coordination.ports import RedisPortStore
+        from orchestrator.core.ports import attempt_owner, owner_build
+
+        redis = Redis.from_url(self.env["REDIS_URL"])
+        admission, ports = RedisAdmission(redis), RedisPortStore(redis)
+        found = [f"build slot held by {build_id}" for build_id in admission.active()]
+        found += [f"waiting entry {build_id}" for build_id in admission.waiting()]
+        found += [f"deferred entry {keys.text(raw)}" for raw in redis.zrange(keys.DEFERRED, 0, -1)]
+
+        def record(build_id: str) -> dict:
+            answer = client.get(f"/api/builds/{build_id}")
+            return answer.json() if answer.status_code == 200 else {"status": "missing"}
+
+        for port, owner in ports.held().items():
+            build = record(owner_build(owner))
+            if build["status"] != "running" or owner != attempt_owner(build["id"], build["attempts"]):
+                found.append(f"port {port} held by {owner} (build {build['status']})")
+        ns = "org.website-orchestrator"
+        mine = [f"{ns}.instance={self.env['ORCHESTRATOR_INSTANCE_ID']}"]
+        for container in runtime.client.api.containers(all=True, filters={"label": mine}):
+            build = record(container["Labels"].get(f"{ns}.build-id", ""))
+            if build["status"] != "running" or build.get("containerId") not in (None, container["Id"]):
+                found.append(f"container {container['Id'][:12]} of a {build['status']} build")
+        workspaces = Path(self.env["ORCHESTRATOR_DATA_DIR"]) / "workspaces"
+        found += [f"workspace {path.name}" for path in workspaces.iterdir()] if workspaces.is_dir() else []
+        redis.close()
+        return found
+
     def stop(self, runtime) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:

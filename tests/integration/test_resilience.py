@@ -109,3 +109,48 @@ def test_an_unreachable_registry_is_retried_with_backoff_then_reported(offline: 
     assert "gave up after 3 attempts" in final["error"]
     retries = [line for line in record["logs"] if "Retrying in" in line]
     assert len(retries) == 2 and "attempt 2 of 3" in retries[0] and "Retrying in 4 s" in retries[1]
+
+
+def test_an_attempt_declared_lost_while_paused_ends_quietly_and_its_successor_goes_live(
+    pair: Stack, runtime, tmp_path
+) -> None:
+    """The measured fault: a heartbeat missing for longer than its lease (here, the work horse
+    stopped with SIGSTOP) while the attempt still runs. The build must end live on its next
+    attempt, and the stale attempt, resumed, must report nothing and free nothing of its."""
+    project = vite_project(tmp_path / "paused", "paused-then-resumed", scripts={"preinstall": "sleep 6"})
+    pair.start_process("worker-1", "worker")  # the one that notices the silence and builds again
+    client = pair.client()
+    job = post(client, [("paused.zip", zip_dir(project))])["buildJobId"]
+    wait_for(client, job, ("building",), timeout=30)
+    time.sleep(1)
+    [holder] = [
+        name
+        for name in ("worker-0", "worker-1")
+        if psutil.Process(pair.procs[name].pid).children(recursive=True)
+    ]
+    horses = psutil.Process(pair.procs[holder].pid).children(recursive=True)
+    for horse in horses:
+        horse.send_signal(signal.SIGSTOP)
+    paused_at = time.monotonic()
+    try:
+        deadline = paused_at + 90
+        while time.monotonic() < deadline:  # the other worker finds the attempt lost, builds again
+            record = client.get(f"/api/builds/{job}").json()
+            if record["attempts"] >= 2 and record["status"] in ("building", "running"):
+                break
+            time.sleep(0.2)
+        print(f"paused attempt superseded {time.monotonic() - paused_at:.1f} s after the pause")
+        assert record["attempts"] == 2, record
+    finally:
+        for horse in horses:  # the stale attempt wakes up
+            horse.send_signal(signal.SIGCONT)
+
+    final = wait_for(client, job, timeout=180)
+    assert final["status"] == "running", final
+    _, still_running = psutil.wait_procs(horses, timeout=60)  # the stale attempt ended by itself
+    assert still_running == []
+    record = client.get(f"/api/builds/{job}").json()
+    assert record["attempts"] == 2 and record["error"] is None and record["errorStep"] is None
+    assert not [line for line in record["logs"] if "fail" in line.lower() or "137" in line], record["logs"]
+    assert "paused-then-resumed" in httpx.get(final["previewUrl"], timeout=10).text
+    assert pair.leaks(runtime, client) == []

@@ -11,6 +11,7 @@ from orchestrator.adapters.runtime import HOLD, KIND_DEPS, ContainerSpec
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.expiry import Activity, StopReason
+from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Status
 from orchestrator.pipeline.cache import DependencyCache, image_ref
 from orchestrator.service.gc import collect
@@ -42,9 +43,10 @@ def live_preview(
         )
         ctx.runtime.start(container)
         build.status, build.container_id, build.allocated_port = Status.RUNNING, container, port
+        build.attempts = 1
         build.preview_url, build.completed_at = f"http://localhost:{port}/", utcnow()
         session.add(build)
-    ctx.stores.ports.claim(port, build.id)
+    ctx.stores.ports.claim(port, attempt_owner(build.id, 1))
     ctx.stores.activity.save(build.id, Activity(0, time.time()))
     return build
 

@@ -7,6 +7,7 @@ import http.server
 import io
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,11 +16,15 @@ from orchestrator.adapters.memory_runtime import MemoryRuntime
 from orchestrator.adapters.memory_scripts import Script
 from orchestrator.context import Context
 from orchestrator.coordination.admission import SlotLimits
+from orchestrator.core.exceptions import Superseded
+from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Outcome, Status
 from orchestrator.pipeline.job import build
+from orchestrator.scheduling.dispatcher import next_attempt, recover_lost
 from orchestrator.service.submissions import create_website
 from orchestrator.state import logs
 from orchestrator.state.models import ApiToken, BuildJob
+from orchestrator.state.recorder import BuildRecorder
 from tests.unit.conftest import record, site_zip
 
 SERVER_RUNS = {"--strictPort": Script(("VITE v7 ready in 300 ms",), exit_code=None)}
@@ -65,8 +70,14 @@ def scripted(ctx: Context, scripts: dict[str, Script]) -> MemoryRuntime:
 def queued(ctx: Context, owner: ApiToken) -> str:
     with ctx.session() as session:
         _, record = create_website(ctx, session, owner, [("site.zip", io.BytesIO(site_zip()))])
-    assert ctx.stores.admission.admit(SlotLimits(10, 10)) == record.id  # as a dispatch round does
-    return record.id
+    return admitted(ctx, record.id)
+
+
+def admitted(ctx: Context, build_id: str, attempt: int = 1) -> str:
+    """Admit the build and count its attempt, as a dispatch round does."""
+    assert ctx.stores.admission.admit(SlotLimits(10, 10)) == build_id
+    assert next_attempt(ctx, build_id) == attempt
+    return build_id
 
 
 def log_of(ctx: Context, build_id: str) -> list[str]:
@@ -79,13 +90,13 @@ def test_a_static_site_goes_live_and_drops_to_the_preview_cpu(
 ) -> None:
     runtime = scripted(ctx, SERVER_RUNS)
     build_id = queued(ctx, alice)
-    assert build(ctx, build_id) == f"http://localhost:{answering}/"
+    assert build(ctx, build_id, 1) == f"http://localhost:{answering}/"
     done = record(ctx, build_id)
     assert done.status == Status.RUNNING and done.progress == 100 and done.allocated_port == answering
     assert done.steps["install"]["status"] == Outcome.SKIPPED and done.steps["serve"]["status"] == Outcome.OK
     assert done.container_id and runtime.limits(done.container_id)["nano_cpus"] == ctx.settings.nano_cpus
     assert "VITE v7 ready in 300 ms" in log_of(ctx, build_id)
-    assert ctx.stores.ports.owner(answering) == build_id
+    assert ctx.stores.ports.owner(answering) == attempt_owner(build_id, 1)
     assert ctx.stores.admission.active() == {}
     assert ctx.stores.activity.load(build_id) is not None
 
@@ -95,7 +106,7 @@ def test_a_server_that_exits_fails_the_build_and_leaves_nothing(
 ) -> None:
     runtime = scripted(ctx, SERVER_EXITS)
     build_id = queued(ctx, alice)
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     done = record(ctx, build_id)
     assert done.status == Status.FAILED and done.error_step == "serve"
     assert done.error == (
@@ -112,10 +123,10 @@ def test_an_engine_outage_defers_a_retry_instead_of_sleeping(
     runtime = scripted(ctx, SERVER_RUNS)
     build_id = queued(ctx, alice)
     runtime.available = False
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     done = record(ctx, build_id)
     assert done.status == Status.QUEUED
-    assert "the engine is down (memory runtime). Retrying in 1 s" in (done.wait_reason or "")
+    assert "the engine is down (memory runtime). Retrying in 2 s (attempt 2 of 3)" in (done.wait_reason or "")
     assert ctx.stores.admission.waiting() == [] and ctx.stores.admission.active() == {}
     assert ctx.stores.admission.due(now=10**12) == [build_id]
 
@@ -124,7 +135,7 @@ def test_a_cancel_asked_before_the_container_starts_cancels(ctx: Context, alice:
     runtime = scripted(ctx, SERVER_RUNS)
     build_id = queued(ctx, alice)
     ctx.stores.signals.request_cancel(build_id, "alice")
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     done = record(ctx, build_id)
     assert done.status == Status.CANCELLED and done.cancelled_by == "alice"
     assert runtime.list_ours() == [] and ctx.stores.signals.cancel_requested(build_id) is None
@@ -137,7 +148,7 @@ def test_a_build_no_longer_queued_is_not_run(ctx: Context, alice: ApiToken, port
         found = session.get(BuildJob, build_id)
         assert found is not None
         found.status = Status.CANCELLED
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     assert ctx.stores.admission.active() == {}
 
 
@@ -146,7 +157,7 @@ def test_an_identical_upload_takes_over_the_live_preview(
 ) -> None:
     scripted(ctx, SERVER_RUNS)
     first = queued(ctx, alice)
-    build(ctx, first)
+    build(ctx, first, 1)
     website_id = record(ctx, first).website_id
     with ctx.session() as session:
         from orchestrator.service.lookups import get_website
@@ -155,11 +166,11 @@ def test_an_identical_upload_takes_over_the_live_preview(
         _, again = create_website(
             ctx, session, alice, [("site.zip", io.BytesIO(site_zip()))], website_id=site.id
         )
-    assert build(ctx, again.id) == f"http://localhost:{answering}/"
+    assert build(ctx, admitted(ctx, again.id), 1) == f"http://localhost:{answering}/"
     assert record(ctx, first).status == Status.STOPPED and record(ctx, first).stop_reason == "replaced"
     second = record(ctx, again.id)
     assert second.reused_from == first and second.container_id == record(ctx, first).container_id
-    assert ctx.stores.ports.owner(answering) == again.id
+    assert ctx.stores.ports.owner(answering) == attempt_owner(again.id, 1)
 
 
 # -- a Vite project whose install cannot be cached (a file: dependency): every step runs ---------
@@ -178,8 +189,7 @@ VITE_FILES = {
 def vite_build(ctx: Context, owner: ApiToken) -> str:
     with ctx.session() as session:
         _, queued_build = create_website(ctx, session, owner, [("app.zip", io.BytesIO(site_zip(VITE_FILES)))])
-    assert ctx.stores.admission.admit(SlotLimits(10, 10)) == queued_build.id
-    return queued_build.id
+    return admitted(ctx, queued_build.id)
 
 
 def test_every_step_of_a_vite_project_runs_and_its_check_passes(
@@ -194,7 +204,7 @@ def test_every_step_of_a_vite_project_runs_and_its_check_passes(
         },
     )
     build_id = vite_build(ctx, alice)
-    assert build(ctx, build_id) == f"http://localhost:{answering}/"
+    assert build(ctx, build_id, 1) == f"http://localhost:{answering}/"
     steps = record(ctx, build_id).steps
     assert {name: steps[name]["status"] for name in ("install", "typecheck", "serve")} == {
         "install": Outcome.OK,
@@ -227,7 +237,7 @@ def test_a_type_error_fails_the_build_with_its_first_diagnostic(
         },
     )
     build_id = vite_build(ctx, alice)
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     done = record(ctx, build_id)
     assert done.status == Status.FAILED and done.error_step == "typecheck"
     assert done.error == (
@@ -244,7 +254,7 @@ def test_a_type_error_fails_the_build_with_its_first_diagnostic(
 def test_a_type_check_out_of_memory_says_so(ctx: Context, alice: ApiToken, answering: int) -> None:
     scripted(ctx, {**SERVER_RUNS, "tsc --noEmit": Script(oom=True)})
     build_id = vite_build(ctx, alice)
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     assert (
         record(ctx, build_id).error == "type checking failed: the type check ran out of memory (512 MB limit)"
     )
@@ -264,7 +274,7 @@ def test_an_install_that_fails_names_npms_complaint(ctx: Context, alice: ApiToke
         },
     )
     build_id = vite_build(ctx, alice)
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     done = record(ctx, build_id)
     assert done.error_step == "install" and "404 Not Found - GET http://127.0.0.1:4873/local-lib" in (
         done.error or ""
@@ -275,14 +285,14 @@ def test_an_install_over_its_timeout_fails(ctx: Context, alice: ApiToken, port: 
     ctx.settings.install_timeout = 1
     scripted(ctx, {"npm install": Script(("resolving…",), seconds=30)})
     build_id = vite_build(ctx, alice)
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     assert record(ctx, build_id).error == "timed out while installing dependencies after 1 s"
 
 
 def test_a_registry_that_cannot_be_reached_is_retried(ctx: Context, alice: ApiToken, port: int) -> None:
     scripted(ctx, {"npm install": Script(("npm error code EAI_AGAIN",), exit_code=1)})
     build_id = vite_build(ctx, alice)
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     done = record(ctx, build_id)
     assert done.status == Status.QUEUED and "the package registry could not be reached" in (
         done.wait_reason or ""
@@ -295,7 +305,7 @@ def test_a_build_that_finds_no_free_port_is_retried_not_failed(
     scripted(ctx, SERVER_RUNS)
     build_id = queued(ctx, alice)
     ctx.stores.ports.claim(port, "someone-else")  # taken between admission and the build's start
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, 1) is None
     done = record(ctx, build_id)
     assert done.status == Status.QUEUED and "preview ports" in (done.wait_reason or "")
     assert ctx.stores.admission.due(now=10**12) == [build_id]
@@ -311,7 +321,66 @@ def test_a_build_that_gave_up_on_the_engine_is_marked_as_the_infrastructures(
         assert found is not None
         found.attempts = ctx.settings.max_attempts
     runtime.available = False
-    assert build(ctx, build_id) is None
+    assert build(ctx, build_id, ctx.settings.max_attempts) is None
     done = record(ctx, build_id)
     assert done.status == Status.FAILED and done.infrastructure_fault
     assert "gave up after 3 attempts" in (done.error or "")
+
+
+# -- fenced attempts: one declared lost while it still ran ------------------------------------
+
+
+def test_an_attempt_declared_lost_while_it_ran_ends_quietly_and_leaves_its_successor_alone(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    ctx.settings.serve_timeout = 2  # the stale attempt's next write: the server's timeout verdict
+    runtime = scripted(ctx, SERVER_RUNS)  # a server that never answers: the build waits on it
+    build_id = queued(ctx, alice)
+    results: list[str | None] = []
+    stale = threading.Thread(target=lambda: results.append(build(ctx, build_id, 1)))
+    stale.start()
+    deadline = time.monotonic() + 10
+    while "serve" not in record(ctx, build_id).steps and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Its worker paused past the heartbeat's expiry: a dispatcher finds the attempt lost.
+    ctx.stores.signals.stop_beating(build_id, 1)
+    assert recover_lost(ctx) == {build_id: "queued again"}
+    admitted(ctx, build_id, attempt=2)  # the successor is admitted; it holds a port and a folder
+    successor_port = ctx.port_pool().allocate(attempt_owner(build_id, 2))
+    (ctx.settings.workspaces_dir / build_id / "2").mkdir(parents=True)
+
+    stale.join(15)
+    assert results == [None]
+    done = record(ctx, build_id)
+    assert (done.status, done.attempts, done.error) == (Status.QUEUED, 2, None)
+    assert not any("failed" in line.lower() for line in log_of(ctx, build_id))
+    assert ctx.stores.admission.active() == {build_id: str(alice.id)}  # the successor's slot
+    assert ctx.stores.ports.owner(successor_port) == attempt_owner(build_id, 2)
+    assert (ctx.settings.workspaces_dir / build_id / "2").is_dir()
+    assert not (ctx.settings.workspaces_dir / build_id / "1").exists()
+    assert runtime.list_ours() == []  # its own container: removed by the recovery
+
+
+def test_a_stale_attempts_writes_are_refused(ctx: Context, alice: ApiToken) -> None:
+    build_id = queued(ctx, alice)
+    stale = BuildRecorder(ctx, build_id, 1, flush_interval=3600)
+    assert stale.begin() is not None
+    stale.start_step("install")
+    stale.log("added 1 package")
+    ctx.stores.signals.stop_beating(build_id, 1)
+    assert recover_lost(ctx) == {build_id: "queued again"}
+    admitted(ctx, build_id, attempt=2)
+    for write in (
+        stale.flush,
+        lambda: stale.start_step("serve"),
+        lambda: stale.fail("install", "the process was killed (exit code 137)"),
+        lambda: stale.running("http://localhost:1/"),
+    ):
+        with pytest.raises(Superseded):
+            write()
+    stale.log("dropped")  # after a refusal, lines are dropped rather than raised
+    done = record(ctx, build_id)
+    assert (done.status, done.attempts, done.error) == (Status.QUEUED, 2, None)
+    assert "added 1 package" not in log_of(ctx, build_id)
+    assert BuildRecorder(ctx, build_id, 1).begin() is None  # nor can the old attempt start again
+    assert BuildRecorder(ctx, build_id, 2).begin() is not None

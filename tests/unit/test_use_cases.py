@@ -187,7 +187,7 @@ def test_a_build_whose_worker_stopped_beating_is_queued_again(ctx: Context, alic
 
 def test_a_build_with_a_live_heartbeat_is_not_lost(ctx: Context, alice: ApiToken) -> None:
     build_id = _lost(ctx, alice, attempts=1)
-    ctx.stores.signals.beat(build_id)
+    ctx.stores.signals.beat(build_id, 1)
     assert recover_lost(ctx) == {}
 
 
