@@ -60,12 +60,18 @@ class Context:
         return cls(settings, Database(settings.sqlalchemy_url), stores, DockerRuntime(settings), redis)
 
     @classmethod
-    def in_memory(cls, settings: Settings | None = None, runtime: MemoryRuntime | None = None) -> Context:
-        """Everything in memory (the schema is not created: orchestrator.state.schema does)."""
+    def in_memory(
+        cls,
+        settings: Settings | None = None,
+        runtime: MemoryRuntime | None = None,
+        database_url: str = "sqlite://",
+    ) -> Context:
+        """Everything in memory, the database too unless ``database_url`` names one (the unit
+        tests' PostgreSQL pass). The schema is not created: orchestrator.state.schema does."""
         from orchestrator.adapters.memory_runtime import MemoryRuntime
 
         settings = settings or Settings(npm_registry="http://127.0.0.1:4873/", redis_url="redis://")
-        database = Database("sqlite://")
+        database = Database(database_url)
         return cls(
             settings,
             database,

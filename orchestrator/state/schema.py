@@ -36,12 +36,12 @@ def migrate(ctx: Context) -> None:
         raise ServiceUnavailable(f"the database {where} cannot be reached: {cause}") from exc
 
 
-def memory_context(settings: Settings | None = None) -> Context:
+def memory_context(settings: Settings | None = None, database_url: str = "sqlite://") -> Context:
     """The in-memory context (orchestrator.context) with the tables created: for unit tests."""
     from sqlmodel import SQLModel
 
     from orchestrator.state import models  # noqa: F401 (registers the tables)
 
-    ctx = Context.in_memory(settings)
+    ctx = Context.in_memory(settings, database_url=database_url)
     SQLModel.metadata.create_all(ctx.database.engine)
     return ctx

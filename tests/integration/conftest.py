@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require
+from tests.conftest import postgres_test_url, require
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -47,9 +47,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def fresh_postgres_database(name: str) -> str:
+    """A new, empty database ``name`` beside the tests' PostgreSQL one; its URL."""
+    from sqlalchemy import create_engine, make_url, text
+
+    base = postgres_test_url()
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The main stack's environment. Its database is PostgreSQL; the stacks of single tests
+    (small_stack) keep SQLite in their own folders, so every end-to-end path runs on both."""
     values = {
+        "DATABASE_URL": fresh_postgres_database("orchestrator_stack"),
         "ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "REDIS_URL": "redis://127.0.0.1:6379/14",
         "ORCHESTRATOR_INSTANCE_ID": f"test-{uuid.uuid4().hex[:8]}",
@@ -267,8 +283,9 @@ def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str
 
     url = f"redis://127.0.0.1:6379/{redis_db}"
     Redis.from_url(url).flushdb()
+    inherited = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # SQLite, in ``tmp``
     return {
-        **os.environ,
+        **inherited,
         "ORCHESTRATOR_DATA_DIR": str(tmp),
         "REDIS_URL": url,
         "ORCHESTRATOR_INSTANCE_ID": f"test-{uuid.uuid4().hex[:8]}",

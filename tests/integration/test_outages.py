@@ -97,7 +97,7 @@ def test_workers_ride_out_redis_going_away_and_build_what_was_uploaded_meanwhile
     own_redis: RedisServer, runtime, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # SQLite, of its own
         "ORCHESTRATOR_DATA_DIR": str(tmp_path / "data"),
         "REDIS_URL": f"redis://127.0.0.1:{own_redis.port}/0",
         "ORCHESTRATOR_INSTANCE_ID": f"test-{uuid.uuid4().hex[:8]}",
