@@ -3,12 +3,21 @@ PostgreSQL through DATABASE_URL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
+
+from orchestrator.core import defaults
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -50,6 +59,24 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def patiently(
+        self, work: Callable[[Session], T], patience: float = defaults.DATABASE_PATIENCE_SECONDS
+    ) -> T:
+        """``work(session)`` in a transaction of its own, tried again from the start while the
+        database is locked or unreachable (OperationalError: SQLite's "database is locked", a
+        PostgreSQL restarting), for up to ``patience`` seconds."""
+        deadline, delay = time.monotonic() + patience, 0.5
+        while True:
+            try:
+                with self.session() as session:
+                    return work(session)
+            except OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("the database is not answering (%s): trying again in %.1f s", exc.orig, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 4.0)
 
     def after_fork(self) -> None:
         """In a forked child (an RQ work horse): never use the parent's connections."""

@@ -37,7 +37,9 @@ class DockerContainers(DockerBase):
             spec.command or HOLD,
             name=f"wob-{spec.build_id[:12]}{suffix}",
             environment=spec.env,
-            labels=labels(s, build_id=spec.build_id, website_id=spec.website_id, kind=spec.kind),
+            labels=labels(
+                s, build_id=spec.build_id, website_id=spec.website_id, kind=spec.kind, serve=spec.serve
+            ),
             user=defaults.CONTAINER_USER,
             working_dir=defaults.CONTAINER_WORKDIR,
             mem_limit=s.memory_limit,

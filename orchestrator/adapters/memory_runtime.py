@@ -104,7 +104,13 @@ class MemoryRuntime:
         container = Container(
             new_id("container"),
             spec,
-            labels(self.settings, build_id=spec.build_id, website_id=spec.website_id, kind=spec.kind),
+            labels(
+                self.settings,
+                build_id=spec.build_id,
+                website_id=spec.website_id,
+                kind=spec.kind,
+                serve=spec.serve,
+            ),
             found["Id"],
             files=dict(found.get("Files", {})),
             nano_cpus=spec.nano_cpus or self.settings.nano_cpus,

@@ -24,15 +24,25 @@ if TYPE_CHECKING:
 KIND_BUILD = "build"
 
 
-def labels(settings: Settings, *, build_id: str, website_id: str, kind: str = KIND_BUILD) -> dict[str, str]:
+SERVE_LABEL = f"{defaults.LABEL_NAMESPACE}.serve"
+"""Label of a build container: the command of its development server, so that a preview whose
+container stopped under it (a host reboot) can be started again (orchestrator.pipeline.preview)."""
+
+
+def labels(
+    settings: Settings, *, build_id: str, website_id: str, kind: str = KIND_BUILD, serve: str | None = None
+) -> dict[str, str]:
     ns = defaults.LABEL_NAMESPACE
-    return {
+    found = {
         f"{ns}.managed": "true",
         f"{ns}.instance": settings.instance_id,
         f"{ns}.kind": kind,
         f"{ns}.build-id": build_id,
         f"{ns}.website-id": website_id,
     }
+    if serve is not None:
+        found[SERVE_LABEL] = serve
+    return found
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ class ContainerSpec:
     worker runs each step in it with ``docker exec``."""
     networked: bool = True
     """False: no network at all (a type check needs none)."""
+    serve: str | None = None
+    """The development server's command, kept as a label (SERVE_LABEL)."""
     store_volume: str | None = None
     """A volume mounted read-write at STORE_PATH: only for containers that run no code of the
     project's (the dependency fetcher), never for a build, a filler or a check."""

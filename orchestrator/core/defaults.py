@@ -130,3 +130,11 @@ this (each near miss adds one; overlayfs allows 128)."""
 STEP_IMAGE_REPOSITORY = "website-orchestrator/step"
 """Short-lived images a build's type-check container starts from (the build's files after its
 install scripts); removed with the check."""
+
+EVENTS_HELD = 2000
+"""Events a build holds for its live watchers while Redis is away (the oldest are dropped: the
+database keeps every line)."""
+
+DATABASE_PATIENCE_SECONDS = 45.0
+"""How long a build's write waits for a database that is locked or unreachable (a restart, a
+long transaction elsewhere) before the fault is the build's."""

@@ -21,6 +21,9 @@ class StopReason(StrEnum):
     REPLACED = "replaced"
     DELETED = "deleted"
     GC = "gc"
+    ENGINE_RESTART = "engine-restart"
+    """Its container stopped outside the orchestrator (a host reboot, an engine that was not
+    restarted live) and could not be started again."""
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class Build(BuildRun):
                 image = prepare_dependencies(self, plan.install, extracted.package, workspace)
             else:
                 self.recorder.log(f"Dependency cache not used: {plan.install.why_not_cached}")
-        self.start_container(image, workspace)
+        self.start_container(image, workspace, plan.serve)
         assert self.container_id
         if plan.install is None:
             self.recorder.skip_step(StepName.INSTALL, "No package.json: nothing to install")
@@ -138,13 +138,14 @@ class Build(BuildRun):
             self.recorder.log(f"Type check: {plan.typecheck.reason}")
         return plan.typecheck
 
-    def start_container(self, image: str | None, workspace: Path) -> None:
+    def start_container(self, image: str | None, workspace: Path, serve: str) -> None:
         s = self.ctx.settings
         assert self.port is not None
         env = {"PORT": str(self.port)}
         if s.public_host not in ("localhost", "127.0.0.1"):
             env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] = s.public_host
-        self.container_id = self.create(self.spec(port=self.port, image=image, env_extra=env), workspace)
+        spec = self.spec(port=self.port, image=image, env_extra=env, serve=serve)
+        self.container_id = self.create(spec, workspace)
         self.recorder.update(allocated_port=self.port, container_id=self.container_id)
         self.check_cancelled()
         self.ctx.runtime.start(self.container_id)

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from orchestrator.adapters.network import RegistryAccess
 from orchestrator.adapters.runtime import ContainerSpec
 from orchestrator.adapters.workspace import pack_for_container
@@ -149,7 +151,12 @@ class BuildRun:
             self.check_cancelled()
 
     def check_cancelled(self) -> None:
-        by = self.ctx.stores.signals.cancel_requested(self.build_id)
+        """Raise Cancelled if someone asked. With Redis away, nobody could have: the build goes
+        on, and sees the request once Redis is back."""
+        try:
+            by = self.ctx.stores.signals.cancel_requested(self.build_id)
+        except RedisError:
+            return
         if by is not None:
             raise Cancelled(by)
 

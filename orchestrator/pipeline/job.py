@@ -65,7 +65,8 @@ class Heartbeat:
 
     def __exit__(self, *_: object) -> None:
         self.stopped.set()
-        self.signals.stop_beating(self.build_id, self.attempt)
+        with contextlib.suppress(RedisError):  # the key expires by itself
+            self.signals.stop_beating(self.build_id, self.attempt)
 
 
 def run_build(build_id: str, attempt: int) -> str | None:
@@ -103,9 +104,13 @@ def build(ctx: Context, build_id: str, attempt: int) -> str | None:
 
 
 def _release(ctx: Context, build_id: str) -> None:
-    """The attempt is over: its build slot is free and its cancel request answered."""
-    ctx.stores.admission.release(build_id)
-    ctx.stores.signals.clear_cancel(build_id)
+    """The attempt is over: its build slot is free and its cancel request answered. With Redis
+    away, the workers' reconcile frees the slot of a build the database says is over."""
+    try:
+        ctx.stores.admission.release(build_id)
+        ctx.stores.signals.clear_cancel(build_id)
+    except RedisError as exc:
+        log.warning("build %s is over but Redis cannot be told (%s): reconcile frees its slot", build_id, exc)
 
 
 def _outcome(ctx: Context, run: Build) -> str | None:
@@ -130,23 +135,25 @@ def _outcome(ctx: Context, run: Build) -> str | None:
     except BuildFailed as exc:
         run.clean_up()
         recorder.fail(exc.step, str(exc))
-    except (RuntimeUnavailable, RegistryUnreachable, NoFreePort) as exc:  # the machine's, not the files'
+    except (RuntimeUnavailable, RegistryUnreachable, NoFreePort, RedisError) as exc:  # the machine's
         run.clean_up()
         step = label(recorder.current_step)
+        cause = f"Redis cannot be reached ({exc})" if isinstance(exc, RedisError) else str(exc)
         if record.attempts < settings.max_attempts:
             delay = 2**record.attempts
             recorder.requeued(
-                f"{step}: {exc}. Retrying in {delay} s "
+                f"{step}: {cause}. Retrying in {delay} s "
                 f"(attempt {record.attempts + 1} of {settings.max_attempts})"
             )
             # Back off outside the job: the build waits for admission again once its delay is over.
-            gate.defer(
-                build_id, record.owner_id, build_score(record, settings.aging_seconds), time.time() + delay
-            )
+            # With Redis away, the workers' reconcile puts the queued build back once it returns.
+            with contextlib.suppress(RedisError):
+                score = build_score(record, settings.aging_seconds)
+                gate.defer(build_id, record.owner_id, score, time.time() + delay)
         else:
             recorder.fail(
                 recorder.current_step,
-                f"{step}: {exc} (gave up after {record.attempts} attempts)",
+                f"{step}: {cause} (gave up after {record.attempts} attempts)",
                 infrastructure=True,
             )
     except OrchestratorError as exc:

@@ -8,17 +8,32 @@ import time
 import httpx
 from redis.exceptions import RedisError
 
+from orchestrator.config import Settings
+from orchestrator.context import Context
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Outcome, Status, StepName
 from orchestrator.core.warmup import warm_up
 from orchestrator.pipeline.containers import BuildRun
 from orchestrator.pipeline.reuse import hand_over
+from orchestrator.pipeline.step_runner import SERVE_WRAPPER
 from orchestrator.state.models import BuildJob
 from orchestrator.state.previews import mark_live, retire_replaced
 
 WARM_UP_SECONDS = 15.0
 """At most this long is spent warming a new preview up (orchestrator.core.warmup)."""
+
+
+def request(settings: Settings, port: int, path: str, timeout: float = 2.0) -> httpx.Response | None:
+    """GET ``path`` from the preview on ``port`` as a browser would (its Host header); None when
+    nothing answers."""
+    host = "127.0.0.1" if settings.preview_bind in ("0.0.0.0", "") else settings.preview_bind
+    try:
+        return httpx.get(
+            f"http://{host}:{port}{path}", timeout=timeout, headers={"Host": f"{settings.public_host}:{port}"}
+        )
+    except httpx.HTTPError:
+        return None
 
 
 class PreviewProbe:
@@ -30,16 +45,8 @@ class PreviewProbe:
         """The preview's page as it first answered (what the warm-up reads)."""
 
     def request(self, path: str, timeout: float = 2.0) -> httpx.Response | None:
-        s = self.run.ctx.settings
-        host = "127.0.0.1" if s.preview_bind in ("0.0.0.0", "") else s.preview_bind
-        try:
-            return httpx.get(
-                f"http://{host}:{self.run.port}{path}",
-                timeout=timeout,
-                headers={"Host": f"{s.public_host}:{self.run.port}"},
-            )
-        except httpx.HTTPError:
-            return None
+        assert self.run.port is not None
+        return request(self.run.ctx.settings, self.run.port, path, timeout)
 
     def answers(self) -> bool:
         response = self.request("/")
@@ -104,3 +111,28 @@ def after_live(run: BuildRun) -> None:
     except (OrchestratorError, RedisError) as exc:
         run.recorder.log(f"After going live: {exc} (gc will finish the switch)")
     run.recorder.flush()
+
+
+def revive(ctx: Context, build: BuildJob, serve: str, wait: float = 60.0) -> str | None:
+    """Start a live preview again whose container stopped under it (a host reboot, its server
+    crashing): the container, then its development server (``serve``, the command its label
+    kept). None once the preview answers again; else why it did not."""
+    runtime, container, port = ctx.runtime, build.container_id, build.allocated_port
+    if container is None or port is None:
+        return "the build has no container or port on record"
+    try:
+        runtime.start(container)
+        runtime.exec_start(container, [SERVE_WRAPPER, "sh", "-c", f"exec {serve}"], detach=True)
+    except OrchestratorError as exc:
+        return str(exc)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        response = request(ctx.settings, port, "/")
+        if response is not None and response.status_code < 500:
+            mark_live(ctx, build.id, container)  # a start is activity: not reaped as idle at once
+            return None
+        state = runtime.state(container)
+        if state is None or not state.running:
+            return f"its server exited again (exit code {state.exit_code if state else 'unknown'})"
+        time.sleep(0.5)
+    return f"its server did not answer within {wait:.0f} s"

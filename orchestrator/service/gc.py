@@ -24,20 +24,26 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
+from orchestrator.adapters.runtime import SERVE_LABEL
 from orchestrator.adapters.uploads import PART_SUFFIX
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
 from orchestrator.core.ports import owner_build
 from orchestrator.core.status import ACTIVE, Status
+from orchestrator.pipeline.preview import revive
 from orchestrator.scheduling.dispatcher import lost_builds, recover_lost
 from orchestrator.service.gc_report import Report, _status
 from orchestrator.service.gc_storage import StorageCollection
 from orchestrator.state.models import BuildJob, Website
 from orchestrator.state.previews import live_since, observe_activity, stop_preview
+from orchestrator.state.recorder import BuildRecorder
 
 LIVE = (Status.BUILDING.value, Status.RUNNING.value)
 _BUILD_LABEL = f"{defaults.LABEL_NAMESPACE}.build-id"
+
+REVIVE_INTERVAL = 600
+"""Seconds between two restarts of one preview whose container keeps stopping (a crash loop)."""
 
 
 def _size(path: Path) -> int:
@@ -94,13 +100,34 @@ class Collector(StorageCollection):
             elif container is None:
                 self.stop(build, StopReason.GC, "its container is gone")
             elif container.get("State") != "running":
-                self.stop(build, StopReason.GC, f"its container is {container.get('State')}")
+                self.restart_or_stop(build, container)
             else:
                 activity = observe_activity(self.ctx, build, now, save=not self.dry_run)
                 age, idle = now - live_since(build), now - activity.active_at
                 reason = reap_reason(self.policy, age, idle, build.website_id in deleted)
                 if reason is not None:
                     self.stop(build, reason, explain(reason, self.policy, age, idle))
+
+    def restart_or_stop(self, build: BuildJob, container: dict) -> None:
+        """A live preview whose container stopped under it (a host reboot; its server crashed):
+        started again, at most once every REVIVE_INTERVAL, else stopped, saying so."""
+        state = container.get("State")
+        serve = (container.get("Labels") or {}).get(SERVE_LABEL)
+        why: str | None
+        if self.dry_run:
+            self.add("restart preview", build.id, f"its container is {state}", port=build.allocated_port)
+            return
+        if serve is None:
+            why = "it was made before containers kept their server's command"
+        elif not self.ctx.stores.signals.due(f"revive:{build.id}", REVIVE_INTERVAL):
+            why = f"it was started again less than {REVIVE_INTERVAL // 60} minutes ago"
+        elif (why := revive(self.ctx, build, serve)) is None:
+            detail = f"its container was {state}, stopped outside the orchestrator (a host reboot, say)"
+            BuildRecorder(self.ctx, build.id).announce(f"Preview started again: {detail}")
+            self.add("restart preview", build.id, detail, port=build.allocated_port)
+            return
+        detail = f"its container stopped outside the orchestrator ({state}) and did not start again: {why}"
+        self.stop(build, StopReason.ENGINE_RESTART, detail)
 
     def stop(self, build: BuildJob, reason: StopReason, detail: str) -> None:
         why = f"{reason.value}: {detail}"

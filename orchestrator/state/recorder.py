@@ -15,10 +15,11 @@ so watchers see everything in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
+from redis.exceptions import RedisError
 from sqlalchemy import update
 from sqlmodel import Session, col
 
@@ -29,6 +30,8 @@ from orchestrator.core.plan import READY, STEP_BY_NAME
 from orchestrator.core.status import EventType, Outcome, Status, StepRecord, check_transition
 from orchestrator.state import logs
 from orchestrator.state.models import BuildJob, utcnow
+
+T = TypeVar("T")
 
 
 def _iso(moment: datetime) -> str:
@@ -76,6 +79,11 @@ def claim(
         return own.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
 
 
+def _assign(build: BuildJob, fields: dict[str, object]) -> None:
+    for key, value in fields.items():
+        setattr(build, key, value)
+
+
 class BuildRecorder:
     def __init__(
         self, ctx: Context, build_id: str, attempt: int | None = None, flush_interval: float = 0.5
@@ -93,6 +101,7 @@ class BuildRecorder:
         self.lines_kept = ctx.settings.log_lines_kept
         self.flush_interval = flush_interval
         self._pending: list[str] = []
+        self._unpublished: list[tuple[str, dict[str, object]]] = []
         self._unpruned = 0
         """Lines appended since the build's log was last pruned to ``lines_kept``."""
         self._last_flush = 0.0
@@ -120,19 +129,43 @@ class BuildRecorder:
             self._pending = []  # never written: not this attempt's to write
             raise Superseded(self.build_id, self.attempt)
 
-    @contextmanager
-    def _build(self) -> Iterator[BuildJob]:
-        with self.ctx.session() as session:
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """``work`` in one transaction that this attempt holds the build for, tried again while
+        the database is locked or unreachable (orchestrator.adapters.database)."""
+
+        def held(session: Session) -> T:
             self._hold(session)
+            return work(session)
+
+        return self.ctx.database.patiently(held)
+
+    def _edit(self, change: Callable[[BuildJob], None]) -> BuildJob:
+        """Change the build's record in one held transaction; the record as written."""
+
+        def edit(session: Session) -> BuildJob:
             build = session.get(BuildJob, self.build_id)
             if build is None:
                 raise NotFound(
                     f"build {self.build_id} is not in this worker's database: the worker and the "
                     "API must share one DATABASE_URL (and ORCHESTRATOR_DATA_DIR)"
                 )
-            yield build
+            change(build)
             build.updated_at = utcnow()
             session.add(build)
+            return build
+
+        return self._write(edit)
+
+    def _publish(self, events: list[tuple[str, dict[str, object]]]) -> None:
+        """Events for live watchers. With Redis away they wait here, in order, for the next
+        publish (the record in the database has them all already); the build goes on."""
+        self._unpublished.extend(events)
+        del self._unpublished[: -defaults.EVENTS_HELD]
+        try:
+            self.ctx.stores.events.publish(self.build_id, self._unpublished)
+        except RedisError:
+            return
+        self._unpublished = []
 
     # -- status ----------------------------------------------------------------
 
@@ -161,13 +194,11 @@ class BuildRecorder:
         with self.ctx.session() as session:
             build = session.get(BuildJob, self.build_id)
         assert build is not None
-        publish_status(self.ctx, build)
+        self._publish([(EventType.STATUS, status_event(build))])
         return build
 
     def update(self, **fields: object) -> None:
-        with self._build() as build:
-            for key, value in fields.items():
-                setattr(build, key, value)
+        self._edit(lambda build: _assign(build, fields))
 
     def running(self, preview_url: str) -> None:
         self.end_step(Outcome.OK)
@@ -206,25 +237,27 @@ class BuildRecorder:
         self.end_step(Outcome.FAILED)
         self.log(message)
         self.flush()
-        with self._build() as build:
+
+        def requeue(build: BuildJob) -> None:
             build.status = check_transition(build.status, Status.QUEUED)
             build.current_step, build.wait_reason = "Queued", message
             build.allocated_port = build.container_id = None
             build.progress = 0
-        publish_status(self.ctx, build)
+
+        self._publish([(EventType.STATUS, status_event(self._edit(requeue)))])
 
     def _change_status(self, status: Status, change: Callable[[BuildJob], None], **fields: object) -> None:
         self.flush()
-        with self.ctx.session() as session:  # the build is over: its log takes its final size
-            self._hold(session)
-            logs.prune(session, self.build_id, self.lines_kept)
-        with self._build() as build:
+        # the build is over: its log takes its final size
+        self._write(lambda session: logs.prune(session, self.build_id, self.lines_kept))
+
+        def end(build: BuildJob) -> None:
             build.status = check_transition(build.status, status)
             build.completed_at = utcnow()
-            for key, value in fields.items():
-                setattr(build, key, value)
+            _assign(build, fields)
             change(build)
-        publish_status(self.ctx, build)
+
+        self._publish([(EventType.STATUS, status_event(self._edit(end)))])
 
     # -- steps -----------------------------------------------------------------
 
@@ -239,16 +272,15 @@ class BuildRecorder:
         step = STEP_BY_NAME[name]
         self.current_step = name
         self.open_steps.append(name)
-        with self._build() as build:
-            started: StepRecord = {"startedAt": _iso(utcnow()), "endedAt": None, "status": Outcome.RUNNING}
+        started: StepRecord = {"startedAt": _iso(utcnow()), "endedAt": None, "status": Outcome.RUNNING}
+
+        def start(build: BuildJob) -> None:
             build.steps = {**build.steps, name: started}
             build.progress = max(build.progress, step.progress)
             build.current_step = step.label
-            progress = build.progress
-        self.ctx.stores.events.publish(
-            self.build_id,
-            [(EventType.PROGRESS, {"progress": progress, "currentStep": step.label, "step": name})],
-        )
+
+        progress = self._edit(start).progress
+        self._publish([(EventType.PROGRESS, {"progress": progress, "currentStep": step.label, "step": name})])
 
     def end_step(self, status: Outcome, name: str | None = None) -> None:
         """End step ``name`` (None: every open step) with ``status``."""
@@ -271,9 +303,11 @@ class BuildRecorder:
         self._set_step(name, {"startedAt": now, "endedAt": now, "status": status})
 
     def _set_step(self, name: str, values: StepRecord) -> None:
-        with self._build() as build:
+        def set_step(build: BuildJob) -> None:
             record: StepRecord = {**build.steps.get(name, {}), **values}
             build.steps = {**build.steps, name: record}
+
+        self._edit(set_step)
 
     # -- logs ------------------------------------------------------------------
 
@@ -290,11 +324,13 @@ class BuildRecorder:
         if not self._pending:
             return
         lines, self._pending = self._pending, []
-        self._unpruned += len(lines)
-        with self.ctx.session() as session:
-            self._hold(session)
+        prune = self._unpruned + len(lines) > self.lines_kept  # at most twice the lines kept
+
+        def append(session: Session) -> None:
             logs.append(session, self.build_id, lines)
-            if self._unpruned > self.lines_kept:  # at most twice the lines kept, between prunes
+            if prune:
                 logs.prune(session, self.build_id, self.lines_kept)
-                self._unpruned = 0
-        self.ctx.stores.events.publish(self.build_id, [(EventType.LOG, {"line": line}) for line in lines])
+
+        self._write(append)
+        self._unpruned = 0 if prune else self._unpruned + len(lines)
+        self._publish([(EventType.LOG, {"line": line}) for line in lines])

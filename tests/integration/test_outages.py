@@ -93,10 +93,9 @@ def wait_running(client: httpx.Client, website_id: str, timeout: float) -> dict:
         time.sleep(0.3)
 
 
-def test_workers_ride_out_redis_going_away_and_build_what_was_uploaded_meanwhile(
-    own_redis: RedisServer, runtime, tmp_path: Path
-) -> None:
-    env = {
+def outage_env(own_redis: RedisServer, tmp_path: Path) -> dict[str, str]:
+    """A stack on the test's own Redis, with SQLite and ports of its own."""
+    return {
         **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # SQLite, of its own
         "ORCHESTRATOR_DATA_DIR": str(tmp_path / "data"),
         "REDIS_URL": f"redis://127.0.0.1:{own_redis.port}/0",
@@ -108,6 +107,12 @@ def test_workers_ride_out_redis_going_away_and_build_what_was_uploaded_meanwhile
         "ORCHESTRATOR_MAX_CPU_PERCENT": "100",
         "ORCHESTRATOR_MAX_MEMORY_PERCENT": "100",
     }
+
+
+def test_workers_ride_out_redis_going_away_and_build_what_was_uploaded_meanwhile(
+    own_redis: RedisServer, runtime, tmp_path: Path
+) -> None:
+    env = outage_env(own_redis, tmp_path)
     stack = Stack("outage", env, workers=2).start()
     try:
         client = stack.client()
@@ -131,5 +136,47 @@ def test_workers_ride_out_redis_going_away_and_build_what_was_uploaded_meanwhile
         assert after.status_code == 202
         assert wait_running(client, after.json()["website"]["id"], 90)["status"] == "running"
         print(f"Redis back → the upload made while it was away built and live in {recovered:.1f} s")
+    finally:
+        stack.stop(runtime)
+
+
+def test_a_build_in_progress_rides_out_redis_restarting_and_goes_live(
+    own_redis: RedisServer, runtime, tmp_path: Path
+) -> None:
+    """Redis goes away for longer than a heartbeat's lease while a build installs, and comes back
+    empty: the build goes on (its record in the database), is live in the end, and nothing is
+    reported failed or left behind."""
+    from tests.integration.conftest import vite_project, zip_dir
+
+    project = vite_project(tmp_path / "long", "rode-it-out", scripts={"preinstall": "sleep 20"})
+    stack = Stack("outage-mid-build", outage_env(own_redis, tmp_path), workers=2).start()
+    try:
+        client = stack.client()
+        answer = client.post(
+            "/api/websites", files={"files": ("long.zip", zip_dir(project), "application/zip")}
+        )
+        assert answer.status_code == 202, answer.text
+        job = answer.json()["buildJobId"]
+        deadline = time.monotonic() + 60
+        while not {"install", "lifecycle"} & set(
+            (record := client.get(f"/api/builds/{job}").json())["steps"]
+        ):
+            assert time.monotonic() < deadline and record["status"] in ("queued", "building"), record
+            time.sleep(0.2)
+
+        own_redis.stop()  # away for 25 s (> the 20 s heartbeat lease), back with nothing in it
+        time.sleep(25)
+        own_redis.start()
+        back = time.monotonic()
+
+        final = wait_running(client, answer.json()["website"]["id"], 240)
+        print(f"Redis back → the build in progress live {time.monotonic() - back:.1f} s later")
+        assert final["status"] == "running", final
+        assert all(proc.poll() is None for proc in stack.procs.values()), "a process ended with Redis gone"
+        record = client.get(f"/api/builds/{job}").json()
+        assert record["error"] is None, record
+        assert not [line for line in record["logs"] if line.startswith("Build failed")], record["logs"]
+        assert "rode-it-out" in httpx.get(final["previewUrl"], timeout=10).text
+        assert stack.leaks(runtime, client) == []
     finally:
         stack.stop(runtime)

@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
@@ -53,39 +54,57 @@ def pair(services, runtime, tmp_path) -> Iterator[Stack]:
         yield stack
 
 
-def test_a_build_whose_worker_is_killed_is_requeued_and_finishes(pair: Stack, runtime, tmp_path) -> None:
-    project = vite_project(tmp_path / "slowish", "survivor", scripts={"preinstall": "sleep 8"})
+@pytest.mark.parametrize(
+    ("killed", "during"),
+    [("work horse", "lifecycle"), ("worker and work horse", "typecheck")],
+)
+def test_a_build_whose_worker_is_killed_is_requeued_and_finishes(
+    pair: Stack, runtime, tmp_path, killed: str, during: str
+) -> None:
+    """``kill -9`` as a machine dying would (no goodbye), during the project's install scripts or
+    while the server and the type check run side by side: the build is found lost, built again,
+    live, and nothing of the first attempt is left."""
+    project = vite_project(
+        tmp_path / "slowish", "survivor", scripts={"preinstall": "sleep 6", "typecheck": "sleep 10"}
+    )
     client = pair.client()
     job = post(client, [("slowish.zip", zip_dir(project))])["buildJobId"]
-    first = wait_for(client, job, ("building",), timeout=30)
-    time.sleep(2)
+    deadline = time.monotonic() + 90
+    while (first := client.get(f"/api/builds/{job}").json())["steps"].get(during, {}).get(
+        "status"
+    ) != "running":
+        assert time.monotonic() < deadline and first["status"] in ("queued", "building"), first
+        time.sleep(0.2)
     old = runtime.client.api.containers(filters={"label": [f"org.website-orchestrator.build-id={job}"]})
-    assert len(old) == 1 and first["status"] == "building"
+    assert old
 
     worker = pair.procs["worker-0"]
     horses = psutil.Process(worker.pid).children(recursive=True)
     assert horses, "the worker runs the build in a forked process"
-    for process in [psutil.Process(worker.pid), *horses]:  # as if the machine died: no goodbye
+    doomed = horses if killed == "work horse" else [psutil.Process(worker.pid), *horses]
+    for process in doomed:
         process.send_signal(signal.SIGKILL)
-    worker.wait()
     killed_at = time.monotonic()
-    pair.start_process("worker-1", "worker")
+    if killed != "work horse":
+        worker.wait()
+        pair.start_process("worker-1", "worker")
 
     deadline = killed_at + 90
-    while time.monotonic() < deadline:  # the new worker's dispatch rounds notice the silence
+    while time.monotonic() < deadline:  # a dispatch round notices the silence
         record = client.get(f"/api/builds/{job}").json()
         if record["attempts"] >= 2 or record["status"] in ("failed", "cancelled"):
             break
         time.sleep(0.2)
     took = time.monotonic() - killed_at
-    print(f"lost build noticed and re-queued {took:.1f} s after the kill")
+    print(f"{killed} killed during {during}: the build was re-queued {took:.1f} s later")
     assert record["attempts"] == 2 and took < 60, record
     assert any("worker running this build was lost" in line for line in record["logs"])
-    assert runtime.state(old[0]["Id"]) is None  # the first container was removed
+    assert all(runtime.state(c["Id"]) is None for c in old)  # the first attempt's containers
 
     final = wait_for(client, job, timeout=180)
     assert final["status"] == "running", final
     assert "survivor" in httpx.get(final["previewUrl"], timeout=10).text
+    assert pair.leaks(runtime, client) == []
 
 
 @pytest.fixture
@@ -153,4 +172,47 @@ def test_an_attempt_declared_lost_while_paused_ends_quietly_and_its_successor_go
     assert record["attempts"] == 2 and record["error"] is None and record["errorStep"] is None
     assert not [line for line in record["logs"] if "fail" in line.lower() or "137" in line], record["logs"]
     assert "paused-then-resumed" in httpx.get(final["previewUrl"], timeout=10).text
+    assert pair.leaks(runtime, client) == []
+
+
+def test_the_api_killed_mid_upload_leaves_no_record_and_no_file(pair: Stack, runtime) -> None:
+    client = pair.client()
+    before = client.get("/api/websites").json()
+    api = pair.procs["api"]
+    sent = 0
+
+    def body() -> Iterator[bytes]:  # a large zip's bytes, slowly
+        nonlocal sent
+        yield b"--cut\r\nContent-Disposition: form-data; name=files; filename=big.zip\r\n\r\n"
+        for _ in range(400):
+            sent += 64 * 1024
+            if sent == 5 * 2**20:
+                psutil.Process(api.pid).send_signal(signal.SIGKILL)  # the API dies mid-upload
+            yield b"\0" * 64 * 1024
+            time.sleep(0.002)
+
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(
+            f"{pair.url}/api/websites",
+            content=body(),
+            headers={**client.headers, "Content-Type": "multipart/form-data; boundary=cut"},
+            timeout=30,
+        )
+    api.wait()
+    pair.start_process("api", "api")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{pair.url}/api/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the API did not come back"
+        time.sleep(0.2)
+    assert client.get("/api/websites").json() == before  # no record of the cut upload …
+    uploads = Path(pair.env["ORCHESTRATOR_DATA_DIR"]) / "uploads"
+    assert not uploads.is_dir() or list(uploads.iterdir()) == []  # … and no file of it
+    answer = client.post("/api/websites", files=[("files", ("index.html", b"<h1>after</h1>"))])
+    assert answer.status_code == 202, answer.text
+    assert wait_for(client, answer.json()["buildJobId"])["status"] == "running"
     assert pair.leaks(runtime, client) == []

@@ -123,6 +123,21 @@ def test_gc_stops_a_preview_whose_container_is_gone(ctx: Context, alice: ApiToke
     assert record(ctx, build.id).status == Status.STOPPED
 
 
+def test_gc_stops_a_preview_whose_container_stopped_and_cannot_start_again_saying_why(
+    ctx: Context, alice: ApiToken
+) -> None:
+    from orchestrator.adapters.memory_scripts import Process, Script
+
+    build = live_preview(ctx, alice)  # made without its server's command (no label to start it)
+    assert build.container_id is not None
+    memory(ctx).containers[build.container_id].process = Process(Script(exit_code=137), time.monotonic())
+    report = collect(ctx)
+    done = record(ctx, build.id)
+    assert (done.status, done.stop_reason) == (Status.STOPPED, StopReason.ENGINE_RESTART)
+    [action] = [a for a in report.actions if a.action == "stop preview"]
+    assert "its container stopped outside the orchestrator (exited) and did not start again" in action.reason
+
+
 def test_gc_deletes_the_workspace_of_a_build_not_in_progress(ctx: Context) -> None:
     workspace = ctx.settings.workspaces_dir / "gone-build"
     workspace.mkdir(parents=True)

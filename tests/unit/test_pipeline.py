@@ -384,3 +384,25 @@ def test_a_stale_attempts_writes_are_refused(ctx: Context, alice: ApiToken) -> N
     assert "added 1 package" not in log_of(ctx, build_id)
     assert BuildRecorder(ctx, build_id, 1).begin() is None  # nor can the old attempt start again
     assert BuildRecorder(ctx, build_id, 2).begin() is not None
+
+
+def test_redis_away_when_a_build_takes_its_port_retries_it_as_the_infrastructures(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    from redis.exceptions import ConnectionError as RedisDown
+
+    class Down:
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            def fail(*_: object, **__: object) -> None:
+                raise RedisDown("Connection refused")
+
+            return fail
+
+    runtime = scripted(ctx, SERVER_RUNS)
+    build_id = queued(ctx, alice)
+    ctx.stores.ports = Down()  # type: ignore[assignment]
+    assert build(ctx, build_id, 1) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.QUEUED and done.error is None
+    assert "Redis cannot be reached (Connection refused). Retrying in 2 s" in (done.wait_reason or "")
+    assert runtime.list_ours() == [] and ctx.stores.admission.active() == {}

@@ -161,3 +161,67 @@ def test_a_claim_wins_once(ctx: Context, recorder: BuildRecorder) -> None:
 def test_a_build_the_database_does_not_have_says_so(ctx: Context) -> None:
     with pytest.raises(NotFound, match="share one DATABASE_URL"):
         BuildRecorder(ctx, "missing").update(progress=1)
+
+
+class Flaky:
+    """An event store that fails like Redis going away while ``down``."""
+
+    def __init__(self, events) -> None:  # type: ignore[no-untyped-def]
+        self.events, self.down = events, False
+
+    def publish(self, build_id: str, events) -> None:  # type: ignore[no-untyped-def]
+        if self.down:
+            from redis.exceptions import ConnectionError as RedisDown
+
+            raise RedisDown("Connection refused")
+        self.events.publish(build_id, events)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.events, name)
+
+
+def test_with_redis_away_the_record_is_kept_and_watchers_get_the_events_in_order_later(
+    ctx: Context, recorder: BuildRecorder
+) -> None:
+    flaky = Flaky(ctx.stores.events)
+    ctx.stores.events = flaky  # type: ignore[assignment]
+    flaky.down = True
+    recorder.start_step("install")
+    recorder.log("added 12 packages")
+    recorder.flush()
+    assert "added 12 packages" in lines(ctx, recorder.build_id)  # the record has it at once
+    assert record(ctx, recorder.build_id).steps["install"]["status"] == Outcome.RUNNING
+    seen = len(flaky.events.read(recorder.build_id))
+    flaky.down = False
+    recorder.start_step("serve")
+    later = [e for e in flaky.events.read(recorder.build_id)][seen:]
+    assert [e.data.get("step") or e.data.get("line") for e in later] == [
+        "install",
+        "added 12 packages",
+        "serve",
+    ]
+
+
+def test_a_write_waits_for_a_locked_database(tmp_path) -> None:
+    import sqlite3
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from orchestrator.adapters.database import Database
+
+    path = tmp_path / "locked.db"
+    database = Database(f"sqlite:///{path}")
+    with database.session() as session:
+        session.exec(text("CREATE TABLE t (v INTEGER)"))  # type: ignore[call-overload]
+    locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock …
+    threading.Timer(12, locker.rollback).start()  # … for longer than SQLite's busy timeout
+    started = time.monotonic()
+    database.patiently(lambda session: session.exec(text("INSERT INTO t VALUES (1)")))
+    assert time.monotonic() - started >= 11
+    with database.session() as session:
+        assert session.exec(text("SELECT count(*) FROM t")).one() == (1,)  # type: ignore[call-overload]
+    locker.close()
+    database.close()
