@@ -15,6 +15,7 @@ from orchestrator.adapters.runtime import (
     CPU_PERIOD,
     HOLD,
     KIND_BUILD,
+    LOST_EXEC,
     STORE_PATH,
     ContainerSpec,
     ContainerState,
@@ -112,7 +113,10 @@ class DockerContainers(DockerBase):
 
     def exec_exit_code(self, exec_id: str) -> int | None:
         """The exit code of a step started with exec_start, None while it runs."""
-        info = self._call("read a step's exit code", self.client.api.exec_inspect, exec_id)
+        try:
+            info = self._call("read a step's exit code", self.client.api.exec_inspect, exec_id)
+        except DockerNotFound as exc:
+            raise RuntimeUnavailable(LOST_EXEC) from exc
         return None if info.get("Running") else int(info.get("ExitCode") or 0)
 
     def wait(self, container_id: str, timeout: float) -> ContainerState | None:

@@ -19,6 +19,7 @@ from orchestrator.adapters.memory_scripts import Container, Process, Script, new
 from orchestrator.adapters.runtime import (
     HOLD,
     KIND_BUILD,
+    LOST_EXEC,
     ContainerSpec,
     ContainerState,
     cpu_quota,
@@ -175,6 +176,8 @@ class MemoryRuntime:
 
     def exec_exit_code(self, exec_id: str) -> int | None:
         self._up()
+        if exec_id not in self._execs:
+            raise RuntimeUnavailable(LOST_EXEC)
         container_id, process = self._execs[exec_id]
         if container_id not in self.containers:
             return 137

@@ -101,6 +101,9 @@ class ContainerSpec:
     project's (the dependency fetcher), never for a build, a filler or a check."""
 
 
+LOST_EXEC = "the engine has no record of the step's process any more (it restarted while the step ran)"
+"""Why a step's exit code cannot be known: its exec record went with the engine (RuntimeUnavailable)."""
+
 HOLD = ["sleep", "infinity"]
 """The own process of a build container (under Docker's init): it does nothing. An image
 committed from another container (a cache entry) carries that container's command, so this is

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from orchestrator.adapters.runtime import Runtime
-from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.exceptions import OrchestratorError, RuntimeUnavailable
 from orchestrator.core.steps import Exited, Line
 
 SERVE_WRAPPER = "orchestrator-serve"
@@ -90,5 +90,7 @@ class StepRunner:
                 self.events.put(ended())
             except OrchestratorError as exc:
                 self.events.put(Fault(step, exc))
+            except Exception as exc:  # noqa: BLE001 - never a silent end: the build would wait for nothing
+                self.events.put(Fault(step, RuntimeUnavailable(f"watching the step failed: {exc!r}")))
 
         threading.Thread(target=pump, name=f"{step}-{self.build_id[:8]}", daemon=True).start()

@@ -177,3 +177,10 @@ def test_a_volume_is_made_once_and_removed(runtime: Runtime) -> None:
     assert runtime.ensure_volume(name) == name
     assert runtime.ensure_volume(name) == name
     assert runtime.remove_volume(name) is True
+
+
+def test_a_step_whose_record_the_engine_lost_is_an_engine_fault(runtime: Runtime) -> None:
+    from orchestrator.core.exceptions import RuntimeUnavailable
+
+    with pytest.raises(RuntimeUnavailable, match="no record of the step's process"):
+        runtime.exec_exit_code("0" * 64)  # as after an engine restart: Docker forgot every exec
