@@ -47,8 +47,8 @@ def _ends(kind: str, data: dict[str, Any]) -> bool:
 
 class Events(Protocol):
     def publish(self, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Append events in order. A failure is logged, never raised: the database stays the
-        record of the build, and polling still works."""
+        """Append events in order. Raises RedisError when Redis is away: the caller decides
+        (the recorder holds them for later; the database stays the record of the build)."""
 
     def read(self, build_id: str, after: str | None = None) -> list[Event]:
         """The events after ``after`` (all when None), as they are now."""
@@ -104,19 +104,16 @@ class RedisEvents:
 
     def publish(self, build_id: str, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
         key = keys.EVENTS + build_id
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            ends = False
-            for kind, data in events:
-                pipe.xadd(
-                    key, {"type": kind, "data": json.dumps(data)}, maxlen=keys.EVENTS_KEPT, approximate=True
-                )
-                ends = ends or _ends(kind, data)
-            if ends:
-                pipe.expire(key, keys.EVENTS_TTL)
-            pipe.execute()
-        except RedisError as exc:
-            log.warning("could not publish events of build %s: %s", build_id, exc)
+        pipe = self.redis.pipeline(transaction=False)
+        ends = False
+        for kind, data in events:
+            pipe.xadd(
+                key, {"type": kind, "data": json.dumps(data)}, maxlen=keys.EVENTS_KEPT, approximate=True
+            )
+            ends = ends or _ends(kind, data)
+        if ends:
+            pipe.expire(key, keys.EVENTS_TTL)
+        pipe.execute()
 
     @staticmethod
     def _decode(entry_id: Any, fields: Any) -> Event:

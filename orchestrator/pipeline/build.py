@@ -18,6 +18,7 @@ The preview container keeps running after the job ends (orchestrator.pipeline.jo
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class Build(BuildRun):
     def run(self) -> str:
         s = self.ctx.settings
         self.recorder.start_step(StepName.EXTRACT)
+        self.remove_leftovers()
         workspace = self.workspace
         limits = UploadLimits(s.max_upload_bytes, s.max_unpacked_bytes, s.max_files)
         extracted = extract_upload(s.uploads_dir / f"{self.build_id}.zip", workspace, limits)
@@ -128,6 +130,19 @@ class Build(BuildRun):
         self.recorder.running(url)
         after_live(self)
         return url
+
+    def remove_leftovers(self) -> None:
+        """Remove what an earlier attempt of this build left (it was killed, or the engine was
+        away when it cleaned up): its containers, whose names this attempt's would meet, and
+        its workspace."""
+        leftovers = self.ctx.runtime.containers_of(self.build_id)
+        for container_id in leftovers:
+            self.ctx.runtime.remove(container_id)
+        if leftovers:
+            self.recorder.log(f"Removed {len(leftovers)} containers an earlier attempt left")
+        folders = self.workspace.parent
+        for earlier in sorted(folders.iterdir()) if folders.is_dir() else []:
+            shutil.rmtree(earlier, ignore_errors=True)
 
     def typecheck(self, plan: BuildPlan, previous: BuildJob | None) -> TypeCheck:
         """The plan's type check, unless an identical build already passed it."""

@@ -177,7 +177,10 @@ class BuildRun:
             with contextlib.suppress(OrchestratorError):
                 self.ctx.runtime.remove_image(image)
         if self.port is not None:
-            self.ctx.port_pool().release(self.port, self.port_owner)
+            try:
+                self.ctx.port_pool().release(self.port, self.port_owner)
+            except RedisError as exc:  # gc frees a port whose attempt is over
+                self.recorder.log(f"Could not free port {self.port} yet (Redis: {exc}); gc will")
 
 
 def failed(verdict: Verdict) -> Exception:

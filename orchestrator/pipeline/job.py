@@ -96,7 +96,8 @@ def build(ctx: Context, build_id: str, attempt: int) -> str | None:
             run.clean_up()  # its own containers, port claim and workspace: never the successor's
             log.warning("%s: it stopped, leaving the build to whoever holds it now", exc)
             return None
-        except BaseException:
+        except BaseException as exc:
+            log.warning("attempt %d of build %s ended by %r", attempt, build_id, exc)
             _release(ctx, build_id)
             raise
         _release(ctx, build_id)

@@ -123,6 +123,7 @@ class Collector(StorageCollection):
             why = f"it was started again less than {REVIVE_INTERVAL // 60} minutes ago"
         elif (why := revive(self.ctx, build, serve)) is None:
             detail = f"its container was {state}, stopped outside the orchestrator (a host reboot, say)"
+            container["State"] = "running"  # as it is now: the containers' pass keeps it
             BuildRecorder(self.ctx, build.id).announce(f"Preview started again: {detail}")
             self.add("restart preview", build.id, detail, port=build.allocated_port)
             return

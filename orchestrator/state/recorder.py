@@ -14,6 +14,7 @@ so watchers see everything in order.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -32,6 +33,7 @@ from orchestrator.state import logs
 from orchestrator.state.models import BuildJob, utcnow
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _iso(moment: datetime) -> str:
@@ -51,7 +53,11 @@ def status_event(build: BuildJob) -> dict[str, object]:
 
 
 def publish_status(ctx: Context, build: BuildJob) -> None:
-    ctx.stores.events.publish(build.id, [(EventType.STATUS, status_event(build))])
+    """Tell the build's live watchers its status, if Redis answers: the record has it anyway."""
+    try:
+        ctx.stores.events.publish(build.id, [(EventType.STATUS, status_event(build))])
+    except RedisError as exc:
+        log.warning("could not publish the status of build %s: %s", build.id, exc)
 
 
 def claim(

@@ -156,7 +156,7 @@ def test_a_build_in_progress_rides_out_redis_restarting_and_goes_live(
             "/api/websites", files={"files": ("long.zip", zip_dir(project), "application/zip")}
         )
         assert answer.status_code == 202, answer.text
-        job = answer.json()["buildJobId"]
+        job = answer.json()["website"]["buildJobId"]
         deadline = time.monotonic() + 60
         while not {"install", "lifecycle"} & set(
             (record := client.get(f"/api/builds/{job}").json())["steps"]
@@ -174,6 +174,7 @@ def test_a_build_in_progress_rides_out_redis_restarting_and_goes_live(
         assert final["status"] == "running", final
         assert all(proc.poll() is None for proc in stack.procs.values()), "a process ended with Redis gone"
         record = client.get(f"/api/builds/{job}").json()
+        print(f"attempts: {record['attempts']}")
         assert record["error"] is None, record
         assert not [line for line in record["logs"] if line.startswith("Build failed")], record["logs"]
         assert "rode-it-out" in httpx.get(final["previewUrl"], timeout=10).text
