@@ -1,12 +1,13 @@
-from typing import Annotated
-
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Request
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from api.deps import ContextDep, PrincipalDep, SessionDep
 from api.schemas import BuildStatus, UploadAccepted, WebsiteDeleted, WebsitePublic
 from orchestrator.context import Context
 from orchestrator.core import defaults
+from orchestrator.core.exceptions import InvalidUpload
 from orchestrator.core.status import Status
 from orchestrator.service.lookups import (
     estimate,
@@ -42,25 +43,82 @@ def _accepted(session: Session, website: Website, build: BuildJob, message: str)
     return UploadAccepted(website=_public(session, website, build), message=message)
 
 
-@router.post("", status_code=202, response_model=UploadAccepted, response_model_by_alias=True)
-def upload_website(
-    session: SessionDep,
-    ctx: ContextDep,
-    principal: PrincipalDep,
-    files: Annotated[
-        list[UploadFile] | None, File(description="One .zip, or many files named by their relative paths")
-    ] = None,
-    name: Annotated[str | None, Form()] = None,
-    priority: Annotated[int | None, Form(description="Clamped to what the caller's role may ask")] = None,
-    website_id: Annotated[
-        str | None, Form(alias="websiteId", description="Upload a new version of this website")
-    ] = None,
+MAX_FORM_FIELDS = 16
+MAX_FIELD_BYTES = 64 * 1024
+
+UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One .zip (or .tar.gz), or many files named by relative paths",
+                        },
+                        "name": {
+                            "type": "string",
+                            "description": "Website name (default: from package.json)",
+                        },
+                        "priority": {
+                            "type": "integer",
+                            "description": "Clamped to what the caller's role may ask",
+                        },
+                        "websiteId": {
+                            "type": "string",
+                            "description": "Upload a new version of this website",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=UploadAccepted,
+    response_model_by_alias=True,
+    openapi_extra=UPLOAD_FORM,
+)
+async def upload_website(
+    request: Request, session: SessionDep, ctx: ContextDep, principal: PrincipalDep
 ) -> UploadAccepted:
-    """Accept a website and queue its build; answers at once, before any build step runs."""
-    uploads = [(f.filename or "", f.file) for f in files or []]
-    website, build = create_website(ctx, session, principal, uploads, name, priority, website_id)
-    message = "Website uploaded successfully. Build process started in background."
-    return _accepted(session, website, build, message)
+    """Accept a website and queue its build; answers at once, before any build step runs.
+
+    The form is read here, after the token was checked (FastAPI reads a body it is told about
+    before any dependency runs), with its parts bounded; the body's size is bounded while it
+    arrives (api/limits.py)."""
+    form = await request.form(
+        max_files=ctx.settings.max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
+    )
+    try:
+        files = [part for part in form.getlist("files") if isinstance(part, UploadFile)]
+        fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+        priority = fields.get("priority")
+        if priority is not None and not priority.lstrip("-").isdigit():
+            raise InvalidUpload(f"priority must be a whole number, not {priority[:20]!r}")
+        uploads = [(f.filename or "", f.file) for f in files]
+        website, build = await run_in_threadpool(
+            create_website,
+            ctx,
+            session,
+            principal,
+            uploads,
+            fields.get("name"),
+            int(priority) if priority is not None else None,
+            fields.get("websiteId"),
+        )
+        message = "Website uploaded successfully. Build process started in background."
+        return _accepted(session, website, build, message)
+    finally:
+        await form.close()
 
 
 @router.post(

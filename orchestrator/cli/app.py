@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.cli import remote
-from orchestrator.cli.common import console, context, fail
+from orchestrator.cli.common import console, context, fail, plain, shown
 from orchestrator.context import Context
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.service.auth import Role, create_token
@@ -57,7 +57,7 @@ def _isolate_builds(ctx: Context) -> None:
         fail(exc)
     warning = ensure_host_isolation()
     if warning:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {shown(warning)}")
 
 
 @token_app.command("create")
@@ -69,7 +69,7 @@ def token_create(
     ctx = _prepare(check_runtime=False)
     with ctx.session() as session:
         record, token = create_token(session, role, name or f"{role.value} token")
-    console.print(f"Created {role.value} token #{record.id} ({record.name}).")
+    console.print(f"Created {role.value} token #{record.id} ({shown(record.name)}).")
     print(token)
 
 
@@ -195,7 +195,7 @@ def gc(
     except OrchestratorError as exc:
         fail(exc)
     except SQLAlchemyError as exc:
-        console.print(f"[red]error:[/red] the database cannot be reached: {exc}")
+        console.print(f"[red]error:[/red] the database cannot be reached: {shown(exc)}")
         raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps({"dryRun": dry_run, **report.as_dict()}, indent=2))
@@ -205,6 +205,7 @@ def gc(
 
 def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
+    from rich.text import Text
 
     def size(value: int | None) -> str:
         return "" if not value else f"{value / 2**20:.0f} MB" if value >= 2**20 else f"{value / 1024:.0f} KB"
@@ -215,7 +216,7 @@ def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
         table = Table("what", "target", "why", "memory", "disk", "port", title=title)
         for a in report.actions:
             freed = (size(a.memory_bytes), size(a.disk_bytes), str(a.port or ""))
-            table.add_row(a.action, a.target, a.reason, *freed)
+            table.add_row(*(Text(plain(cell)) for cell in (a.action, a.target, a.reason)), *freed)
         out.print(table)
     else:
         out.print(f"{title}: nothing to collect.")

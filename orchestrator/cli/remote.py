@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from orchestrator.cli.common import console, fail
+from orchestrator.cli.common import console, fail, plain, shown
 from orchestrator.config import Settings
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.status import EventType, Status
@@ -41,12 +42,12 @@ def _print_outcome(final: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(final, indent=2))
     elif final["status"] == Status.RUNNING:
-        console.print(f"[green]Preview live:[/green] {final['previewUrl']}")
+        console.print(f"[green]Preview live:[/green] {shown(final['previewUrl'])}")
         print(final["previewUrl"])
     else:
-        console.print(f"[red]Build {final['status']}:[/red] {final.get('error') or ''}")
+        console.print(f"[red]Build {final['status']}:[/red] {shown(final.get('error') or '')}")
         for line in final.get("logs", [])[-15:]:
-            console.print(f"  {line}", markup=False, highlight=False)
+            console.print(f"  {plain(line)}", markup=False, highlight=False)
     if final["status"] != Status.RUNNING:
         raise typer.Exit(1)
 
@@ -70,7 +71,7 @@ def submit(
             job = accepted["website"]["buildJobId"]
             if not as_json:
                 console.print(
-                    f"Uploaded [bold]{accepted['website']['name']}[/bold] "
+                    f"Uploaded [bold]{shown(accepted['website']['name'])}[/bold] "
                     f"({accepted['website']['type']}, {len(payload) // 1024} KB): build {job}"
                 )
                 columns = (
@@ -83,12 +84,12 @@ def submit(
                     task = bar.add_task("Queued", total=100)
                     for kind, data in client.events(job):
                         if kind == EventType.LOG:
-                            bar.console.print(data["line"], markup=False, highlight=False)
+                            bar.console.print(plain(data["line"]), markup=False, highlight=False)
                         elif kind in (EventType.PROGRESS, EventType.STATUS):
                             bar.update(
                                 task,
                                 completed=data.get("progress", 0),
-                                description=data.get("currentStep") or data.get("status", ""),
+                                description=shown(data.get("currentStep") or data.get("status", "")),
                             )
             else:
                 for _ in client.events(job):
@@ -127,21 +128,26 @@ def status(
     if job:
         eta = found.get("estimatedTimeRemaining")
         out.print(
-            f"[bold]{found['status']}[/bold] {found['progress']}% {found.get('currentStep') or ''}"
+            f"[bold]{found['status']}[/bold] {found['progress']}% {shown(found.get('currentStep') or '')}"
             + (f" (about {eta:.0f} s left)" if eta else "")
         )
         for key in ("previewUrl", "error", "queuePosition"):
             if found.get(key):
-                out.print(f"{key}: {found[key]}")
+                out.print(f"{key}: {shown(found[key])}")
         return
     table = Table("website", "type", "status", "preview", "build")
     for site in found:
-        table.add_row(
-            site["name"],
-            site["type"],
-            site.get("status") or "",
-            site.get("previewUrl") or "",
-            site.get("buildJobId") or "",
+        table.add_row(  # Text cells: a name is never read as markup
+            *(
+                Text(plain(str(value or "")))
+                for value in (
+                    site["name"],
+                    site["type"],
+                    site.get("status"),
+                    site.get("previewUrl"),
+                    site.get("buildJobId"),
+                )
+            )
         )
     out.print(table)
 
@@ -160,10 +166,10 @@ def _print_health(server: str | None, as_json: bool) -> None:
     else:
         table = Table("part", "state", "detail", title=f"service: {found['status']}")
         for name, check in found["checks"].items():
-            table.add_row(name, "ok" if check["ok"] else "[red]down[/red]", check["detail"])
+            table.add_row(shown(name), "ok" if check["ok"] else "[red]down[/red]", shown(check["detail"]))
         Console().print(table)
         for name, ago in found.get("workers", {}).items():
-            Console().print(f"worker {name}: last seen {ago} s ago")
+            Console().print(f"worker {shown(name)}: last seen {ago} s ago")
     if found["status"] != "ok":
         raise typer.Exit(1)
 
@@ -182,9 +188,9 @@ def logs(
             if follow:
                 for kind, data in client.events(job):
                     if kind == EventType.LOG:
-                        print(data["line"], flush=True)
+                        print(plain(data["line"]), flush=True)
             else:
                 for line in client.request("GET", f"/api/builds/{job}")["logs"]:
-                    print(line)
+                    print(plain(line))
         except OrchestratorError as exc:
             fail(exc)

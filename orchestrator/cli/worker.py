@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.scheduling.dispatcher import dispatch_round
-from orchestrator.scheduling.queue import Jobs, RQJobs, get_queue, reconcile
+from orchestrator.scheduling.queue import Jobs, OnlyBuilds, RQJobs, get_queue, reconcile
 from orchestrator.service.gc import collect
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class BuildWorker(Worker):
 def run(ctx: Context) -> None:
     """Work until SIGTERM/SIGINT: a build in progress is finished first (RQ's warm shutdown)."""
     jobs, queue = RQJobs(ctx), get_queue(ctx)
-    worker = BuildWorker([queue], connection=ctx.redis, serializer=JSONSerializer)
+    worker = BuildWorker([queue], connection=ctx.redis, serializer=JSONSerializer, job_class=OnlyBuilds)
     stop = worker.stop
     stop.install()
     outage = 0

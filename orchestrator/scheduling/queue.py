@@ -27,6 +27,36 @@ BUILD_FUNCTION = "orchestrator.pipeline.job.run_build"
 _LIVE_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
+class OnlyBuilds(Job):
+    """The jobs a build worker runs: the build job, and nothing else. Anything that can write to
+    Redis could otherwise name any importable function, or callback, for the worker to run as
+    itself; such a job fails without running, saying why."""
+
+    def _refuse(self, what: str) -> None:
+        raise PermissionError(f"job {self.id}: {what} is not the build job; build workers run nothing else")
+
+    @property
+    def func(self):  # type: ignore[no-untyped-def]
+        if self.func_name != BUILD_FUNCTION or self.instance is not None:
+            self._refuse(repr(self.func_name))
+        return super().func
+
+    @property
+    def success_callback(self):  # type: ignore[no-untyped-def]
+        if self._success_callback_name:
+            self._refuse(f"a success callback {self._success_callback_name!r}")
+
+    @property
+    def failure_callback(self):  # type: ignore[no-untyped-def]
+        if self._failure_callback_name:
+            self._refuse(f"a failure callback {self._failure_callback_name!r}")
+
+    @property
+    def stopped_callback(self):  # type: ignore[no-untyped-def]
+        if self._stopped_callback_name:
+            self._refuse(f"a stopped callback {self._stopped_callback_name!r}")
+
+
 def rq_job_id(build_id: str, attempt: int) -> str:
     return f"build-{build_id}-{attempt}"
 

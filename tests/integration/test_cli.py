@@ -92,3 +92,16 @@ def test_the_system_status_checks_every_part_and_exits_zero_when_builds_can_run(
 def test_the_system_status_of_an_unreachable_service_is_a_clear_error(cli_env) -> None:
     result = cli({**cli_env, "ORCHESTRATOR_URL": "http://127.0.0.1:9"}, "status", "--system")
     assert result.returncode == 1 and "cannot reach the API at http://127.0.0.1:9" in result.stderr
+
+
+def test_names_and_logs_print_as_written_never_as_markup_or_control_sequences(
+    cli_env, tmp_path: Path
+) -> None:
+    (tmp_path / "index.html").write_text("<h1>escaped</h1>")
+    name = "[/bold] site \x1b[2J"
+    done = cli(cli_env, "submit", str(tmp_path), "--name", name)
+    assert done.returncode == 0, done.stderr
+    assert "Uploaded [/bold] site" in done.stderr and "\x1b[2J" not in done.stderr
+    listed = cli(cli_env, "status")  # "[/bold]" read as markup would crash it
+    assert listed.returncode == 0, listed.stderr
+    assert "[/bold] site" in listed.stdout and "\x1b[2J" not in listed.stdout

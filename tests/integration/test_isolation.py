@@ -90,3 +90,29 @@ def test_redis_api_and_host_services_are_out_of_reach(
 def test_the_registry_is_reachable_as_from_the_host(runtime, live_container: str) -> None:
     code, out = runtime.exec(live_container, ["npm", "view", "is-number", "version"])
     assert code == 0 and out.strip()[0].isdigit(), out
+
+
+def test_a_job_put_in_redis_naming_another_function_is_refused_not_run(api_url: str, tmp_path) -> None:
+    """Anything that can write to Redis can enqueue a job: the workers run only the build job."""
+    import time
+
+    from redis import Redis
+    from rq import Queue
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from orchestrator.coordination import keys
+
+    proof = tmp_path / "ran"
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    queue = Queue(defaults.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    rogue = queue.enqueue("os.system", f"touch {proof}")
+    redis.rpush(keys.WAKE, "1")
+    deadline = time.monotonic() + 30
+    while (
+        state := Job.fetch(rogue.id, connection=redis, serializer=JSONSerializer)
+    ).get_status() != "failed":
+        assert time.monotonic() < deadline, state.get_status()
+        time.sleep(0.2)
+    assert "'os.system' is not the build job" in (state.latest_result().exc_string or "")
+    assert not proof.exists()

@@ -188,3 +188,12 @@ def test_an_open_event_stream_holds_no_database_connection(tmp_path, ctx: Contex
             pooled.stores.events.publish(job, [(EventType.STATUS, {"status": "cancelled"})])
             assert any('"cancelled"' in line for line in lines)
     database.close()
+
+
+def test_the_page_confines_what_it_loads_and_frames_only_previews(ctx: Context) -> None:
+    with TestClient(create_app(ctx)) as client:
+        page = client.get("/")
+    policy = page.headers["Content-Security-Policy"]
+    assert page.status_code == 200 and "frame-ancestors 'none'" in policy
+    assert "default-src 'self'" in policy and "frame-src http://localhost:*" in policy
+    assert 'sandbox="allow-scripts allow-same-origin' in page.text  # the preview's frame
