@@ -12,7 +12,8 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -20,10 +21,12 @@ from typing import IO, Any
 from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
 from orchestrator.core.plan import detect_project_type, parse_package_json
 from orchestrator.core.upload_rules import (
+    MAX_MANIFEST_BYTES,
     TAR_ARCHIVES,
     UNSUPPORTED_ARCHIVES,
     UploadLimits,
     UploadSummary,
+    check_entry,
     clean_path,
     common_prefix,
     is_system_junk,
@@ -46,7 +49,12 @@ def inspect_zip(archive: zipfile.ZipFile, limits: UploadLimits) -> UploadSummary
     kept: dict[str, zipfile.ZipInfo] = {}
     ignored = junk = 0
     total = 0
-    for info in archive.infolist():
+    entries = archive.infolist()  # the central directory, as listed: every entry counts
+    if len(entries) > limits.max_entries:
+        raise UploadTooLarge(
+            f"the archive lists {len(entries)} entries; at most {limits.max_entries} are allowed"
+        )
+    for info in entries:
         if info.is_dir():
             continue
         if is_system_junk(info.filename):
@@ -57,6 +65,11 @@ def inspect_zip(archive: zipfile.ZipFile, limits: UploadLimits) -> UploadSummary
         if path is None:
             ignored += 1
             continue
+        if path in kept:
+            raise InvalidUpload(
+                f"{info.filename!r} appears twice in the archive: each file may be listed once"
+            )
+        check_entry(info.filename, info.file_size, info.compress_size, info.flag_bits, info.compress_type)
         total += info.file_size
         kept[path] = info
     if not kept:
@@ -71,11 +84,31 @@ def inspect_zip(archive: zipfile.ZipFile, limits: UploadLimits) -> UploadSummary
     files = [p[len(prefix) :] for p in kept]
     package = None
     if "package.json" in files:
-        package = parse_package_json(archive.read(kept[prefix + "package.json"]))
+        package = parse_package_json(read_entry(archive, kept[prefix + "package.json"], MAX_MANIFEST_BYTES))
     kind = detect_project_type(files, package)
     summary = UploadSummary(sorted(files), kind, package, prefix, ignored, junk)
     summary.describe()
     return summary
+
+
+def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """An entry's bytes, at most ``limit`` of them; a damaged entry is the upload's fault (400)."""
+    with _reading(info), archive.open(info) as source:
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise UploadTooLarge(f"{info.filename!r} is larger than {limit // 2**20} MB")
+    return data
+
+
+@contextmanager
+def _reading(info: zipfile.ZipInfo) -> Iterator[None]:
+    """Errors met while unpacking an entry, as the upload's fault naming the entry."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        raise InvalidUpload(
+            f"{info.filename!r} could not be unpacked ({exc}): upload a complete, valid archive"
+        ) from exc
 
 
 def _open_zip(source: Path | IO[bytes]) -> zipfile.ZipFile:
@@ -256,7 +289,7 @@ def extract_upload(archive_path: Path, dest: Path, limits: UploadLimits) -> Extr
                 raise InvalidUpload(f"path leaving the upload's folder not allowed: {info.filename!r}")
             target.parent.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()
-            with archive.open(info) as src, target.open("wb") as out:
+            with _reading(info), archive.open(info) as src, target.open("wb") as out:
                 while chunk := src.read(1024 * 1024):
                     budget -= len(chunk)
                     if budget < 0:

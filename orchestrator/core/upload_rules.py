@@ -12,7 +12,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from orchestrator.core import defaults
-from orchestrator.core.exceptions import InvalidUpload
+from orchestrator.core.exceptions import InvalidUpload, UploadTooLarge
+from orchestrator.core.installs import LOCKFILES
 from orchestrator.core.plan import ProjectType
 
 TAR_ARCHIVES = (".tar.gz", ".tgz", ".tar")
@@ -35,11 +36,58 @@ def is_system_junk(name: str) -> bool:
     return any(p in SYSTEM_FOLDERS for p in parts) or parts[-1] in SYSTEM_FILES or parts[-1].startswith("._")
 
 
+MAX_INFLATION = 200
+"""How many times larger than its compressed size a file may unpack (past MAX_INFLATION_FLOOR):
+beyond, it is a decompression bomb, not a website."""
+
+MAX_INFLATION_FLOOR = 1024 * 1024
+"""Files up to this size may inflate as much as they like (a megabyte of spaces is harmless)."""
+
+MAX_MANIFEST_BYTES = 5 * 1024 * 1024
+"""package.json and the lockfiles are read whole (to plan the build): at most this size."""
+
+MANIFESTS = frozenset({"package.json", *LOCKFILES})
+
+ZIP_ENCRYPTED = 0x1
+"""The general-purpose flag bit of an encrypted zip entry."""
+
+READABLE_COMPRESSION = frozenset({0, 8, 12, 14})
+"""Stored, deflate, bzip2 and LZMA: what Python's zipfile unpacks."""
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     max_unpacked_bytes: int = defaults.MAX_UNPACKED_BYTES
     max_files: int = defaults.MAX_FILES
+
+    @property
+    def max_entries(self) -> int:
+        """Entries an archive's central directory may list (folders and dropped files count)."""
+        return 2 * self.max_files
+
+
+def check_entry(name: str, size: int, compressed: int, flags: int, method: int) -> None:
+    """Refuse an archive entry that is encrypted, compressed in a way that cannot be read, a
+    decompression bomb, or a manifest too large to read whole. Raises InvalidUpload (or
+    UploadTooLarge) naming the entry and the rule."""
+    if flags & ZIP_ENCRYPTED:
+        raise InvalidUpload(f"{name!r} is encrypted: upload an archive made without a password")
+    if method not in READABLE_COMPRESSION:
+        raise InvalidUpload(
+            f"{name!r} is compressed with a method this server cannot read (zip method {method}): "
+            "make the zip again with the usual deflate compression"
+        )
+    if size > MAX_INFLATION_FLOOR and size > MAX_INFLATION * max(compressed, 1):
+        raise UploadTooLarge(
+            f"{name!r} unpacks to {size // 2**20} MB from {max(compressed // 1024, 1)} KB, more than "
+            f"{MAX_INFLATION} times its size: a decompression bomb is not a website"
+        )
+    if name.rsplit("/", 1)[-1] in MANIFESTS and size > MAX_MANIFEST_BYTES:
+        raise UploadTooLarge(
+            f"{name!r} is {size / 2**20:.1f} MB; package.json and lockfiles may be at most "
+            f"{MAX_MANIFEST_BYTES // 2**20} MB"
+        )
 
 
 @dataclass

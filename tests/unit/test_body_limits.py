@@ -30,7 +30,8 @@ def post(ctx: Context, headers: dict[str, str], chunks: int) -> tuple[int, dict,
         nonlocal read
         read += 1
         last = read >= chunks
-        return {"type": "http.request", "body": boundary if read == 1 else b"\0" * CHUNK, "more_body": not last}
+        body = boundary if read == 1 else b"\0" * CHUNK
+        return {"type": "http.request", "body": body, "more_body": not last}
 
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
