@@ -9,6 +9,7 @@ from orchestrator.core.exceptions import (
     InvalidUpload,
     NotFound,
     OrchestratorError,
+    QuotaExceeded,
     ServiceUnavailable,
     Unauthorized,
     UploadTooLarge,
@@ -16,6 +17,7 @@ from orchestrator.core.exceptions import (
 
 STATUS_CODES: list[tuple[type[OrchestratorError], int]] = [
     (UploadTooLarge, 413),
+    (QuotaExceeded, 429),
     (InvalidUpload, 400),
     (NotFound, 404),
     (Unauthorized, 401),
@@ -36,6 +38,8 @@ async def _handle(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OrchestratorError)
     code = status_code_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+    if isinstance(exc, QuotaExceeded):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(
         {"detail": exc.message, "error": type(exc).__name__}, status_code=code, headers=headers
     )

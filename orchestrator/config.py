@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     """Builds in progress at once across every worker (a 0.25-CPU build each: 4 fill one core of
     two, leaving the other to the API, Redis and the previews)."""
     max_building_per_user: int = 2
+    max_queued_per_user: int = 20
+    """A user's builds waiting or in progress at once (429 past it; admins have no quota)."""
+    max_previews_per_user: int = 10
+    """A user's websites with a live preview at once."""
+    max_uploads_per_minute: int = 30
+    """A user's uploads in any minute."""
     aging_seconds: float = defaults.AGING_SECONDS
     build_memory_budget_mb: int = Field(default_factory=lambda: _default_memory_budget_mb())
     """Memory the orchestrator's containers may use together: running previews by what they

@@ -17,6 +17,7 @@ from orchestrator.service.lookups import (
     list_websites,
     live_build,
 )
+from orchestrator.service.quotas import check_may_upload
 from orchestrator.service.removal import delete_website
 from orchestrator.service.submissions import create_website, rebuild_website
 from orchestrator.state import logs
@@ -95,6 +96,7 @@ async def upload_website(
     The form is read here, after the token was checked (FastAPI reads a body it is told about
     before any dependency runs), with its parts bounded; the body's size is bounded while it
     arrives (api/limits.py)."""
+    await run_in_threadpool(check_may_upload, ctx, session, principal)  # before the body, too
     form = await request.form(
         max_files=ctx.settings.max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
     )

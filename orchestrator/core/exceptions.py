@@ -71,3 +71,11 @@ class Superseded(Exception):
     def __init__(self, build_id: str, attempt: int) -> None:
         super().__init__(f"attempt {attempt} of build {build_id} no longer holds the build")
         self.build_id, self.attempt = build_id, attempt
+
+
+class QuotaExceeded(OrchestratorError):
+    """Raised when a user is past one of their quotas; ``retry_after``: seconds until it may pass."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -19,6 +19,7 @@ from orchestrator.core.status import Status, check_transition
 from orchestrator.core.upload_rules import UploadLimits
 from orchestrator.scheduling.queue import submit
 from orchestrator.service.lookups import get_website
+from orchestrator.service.quotas import check_may_go_live
 from orchestrator.state import logs
 from orchestrator.state.models import ApiToken, BuildJob, Website, new_id, utcnow
 from orchestrator.state.recorder import publish_status
@@ -119,6 +120,7 @@ def create_website(
     """
     settings = ctx.settings
     existing = get_website(session, owner, website_id) if website_id else None
+    check_may_go_live(ctx, session, owner, existing.id if existing else None)
     build_id = new_id()
     limits = UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_files)
     archive = settings.uploads_dir / f"{build_id}.zip"

@@ -79,6 +79,10 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "ORCHESTRATOR_BUILD_MEMORY_BUDGET_MB": "16384",
         # gc runs when a test says so (test_lifecycle.py tests the schedule on a stack of its own)
         "ORCHESTRATOR_GC_INTERVAL": "0",
+        # the main stack's few users build many websites; quotas are tested in tests/unit/test_quotas.py
+        "ORCHESTRATOR_MAX_PREVIEWS_PER_USER": "1000",
+        "ORCHESTRATOR_MAX_QUEUED_PER_USER": "1000",
+        "ORCHESTRATOR_MAX_UPLOADS_PER_MINUTE": "1000",
     }
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)

@@ -256,18 +256,32 @@ def test_gc_cleans_orphans_and_records_without_containers(stack: Stack, runtime)
 
     planned = {a["target"]: a for a in gc(stack, "--dry-run")}
     assert planned[gone["id"]]["reason"] == "gc: its container is gone"
-    assert planned[exited["id"]]["reason"] == "gc: its container is exited"
+    assert (planned[exited["id"]]["action"], planned[exited["id"]]["reason"]) == (
+        "restart preview",
+        "its container is exited",
+    )
     assert planned[orphan.id[:12]]["reason"] == "no live build owns it"
     assert runtime.state(orphan.id) is not None
     assert client.get(f"/api/builds/{gone['id']}").json()["status"] == "running"  # dry: unchanged
 
     done = {a["target"]: a for a in gc(stack)}
     assert {gone["id"], exited["id"], orphan.id[:12]} <= set(done)
-    for build in (gone, exited):
-        record = client.get(f"/api/builds/{build['id']}").json()
-        assert (record["status"], record["stopReason"]) == ("stopped", "gc")
-        assert build["allocatedPort"] not in held_ports(stack)
-    assert runtime.state(orphan.id) is None and runtime.state(exited["containerId"]) is None
+    record = client.get(f"/api/builds/{gone['id']}").json()
+    assert (record["status"], record["stopReason"]) == ("stopped", "gc")
+    assert gone["allocatedPort"] not in held_ports(stack)
+    assert done[exited["id"]]["action"] == "restart preview"  # a stopped container starts again
+    assert "container stopped by hand" in httpx.get(exited["previewUrl"], timeout=10).text
+    assert client.get(f"/api/builds/{exited['id']}").json()["status"] == "running"
+    assert runtime.state(orphan.id) is None
+
+    runtime.client.api.stop(exited["containerId"], timeout=1)  # again, within 10 minutes: it stays down
+    again = {a["target"]: a for a in gc(stack)}
+    assert (
+        "did not start again: it was started again less than 10 minutes ago" in again[exited["id"]]["reason"]
+    )
+    record = client.get(f"/api/builds/{exited['id']}").json()
+    assert (record["status"], record["stopReason"]) == ("stopped", "engine-restart")
+    assert exited["allocatedPort"] not in held_ports(stack) and runtime.state(exited["containerId"]) is None
     assert not {gone["id"], exited["id"], orphan.id[:12]} & {a["target"] for a in gc(stack)}
 
 
