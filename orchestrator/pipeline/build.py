@@ -31,7 +31,7 @@ from orchestrator.core.installs import LOCKFILES
 from orchestrator.core.plan import BuildPlan, TypeCheck, make_plan
 from orchestrator.core.status import Status, StepName
 from orchestrator.core.upload_rules import UploadLimits
-from orchestrator.pipeline.containers import BuildRun
+from orchestrator.pipeline.containers import BuildRun, remove_containers_of
 from orchestrator.pipeline.dependencies import prepare_dependencies
 from orchestrator.pipeline.fill import step_image_labels
 from orchestrator.pipeline.preview import PreviewProbe, adopt, after_live
@@ -135,11 +135,9 @@ class Build(BuildRun):
         """Remove what an earlier attempt of this build left (it was killed, or the engine was
         away when it cleaned up): its containers, whose names this attempt's would meet, and
         its workspace."""
-        leftovers = self.ctx.runtime.containers_of(self.build_id)
-        for container_id in leftovers:
-            self.ctx.runtime.remove(container_id)
+        leftovers = remove_containers_of(self.ctx, self.build_id)
         if leftovers:
-            self.recorder.log(f"Removed {len(leftovers)} containers an earlier attempt left")
+            self.recorder.log(f"Removed {leftovers} containers an earlier attempt left")
         folders = self.workspace.parent
         for earlier in sorted(folders.iterdir()) if folders.is_dir() else []:
             shutil.rmtree(earlier, ignore_errors=True)

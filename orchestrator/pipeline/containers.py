@@ -183,6 +183,14 @@ class BuildRun:
                 self.recorder.log(f"Could not free port {self.port} yet (Redis: {exc}); gc will")
 
 
+def remove_containers_of(ctx: Context, build_id: str) -> int:
+    """Remove every container labelled with the build (whichever attempt made it); how many."""
+    found = ctx.runtime.containers_of(build_id)
+    for container_id in found:
+        ctx.runtime.remove(container_id)
+    return len(found)
+
+
 def failed(verdict: Verdict) -> Exception:
     if verdict.infrastructure:
         if verdict.step == StepName.INSTALL:

@@ -96,8 +96,7 @@ def build(ctx: Context, build_id: str, attempt: int) -> str | None:
             run.clean_up()  # its own containers, port claim and workspace: never the successor's
             log.warning("%s: it stopped, leaving the build to whoever holds it now", exc)
             return None
-        except BaseException as exc:
-            log.warning("attempt %d of build %s ended by %r", attempt, build_id, exc)
+        except BaseException:
             _release(ctx, build_id)
             raise
         _release(ctx, build_id)

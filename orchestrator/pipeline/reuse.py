@@ -19,7 +19,7 @@ from orchestrator.core.exceptions import Superseded
 from orchestrator.core.expiry import StopReason
 from orchestrator.core.status import Status, StepName
 from orchestrator.state.models import BuildJob, utcnow
-from orchestrator.state.recorder import claim
+from orchestrator.state.recorder import claim, held_by
 
 REUSABLE = (Status.RUNNING.value, Status.STOPPED.value, Status.FAILED.value)
 USER_FAILURES = (StepName.INSTALL, StepName.INSTALL_SCRIPTS, StepName.TYPECHECK, StepName.SERVE)
@@ -71,11 +71,7 @@ def hand_over(ctx: Context, previous: BuildJob, build_id: str, attempt: int) -> 
             return False
         taken = session.exec(  # type: ignore[call-overload]
             update(BuildJob)
-            .where(
-                col(BuildJob.id) == build_id,
-                col(BuildJob.attempts) == attempt,
-                col(BuildJob.status) == Status.BUILDING.value,
-            )
+            .where(*held_by(build_id, attempt))
             .values(
                 container_id=previous.container_id,
                 allocated_port=previous.allocated_port,

@@ -22,6 +22,7 @@ from orchestrator.core.ports import attempt_owner, owner_build
 from orchestrator.core.priority import build_score
 from orchestrator.core.resources import Snapshot, free_ports, shortage, split_containers
 from orchestrator.core.status import Status
+from orchestrator.pipeline.containers import remove_containers_of
 from orchestrator.scheduling.queue import Jobs
 from orchestrator.state.models import BuildJob
 from orchestrator.state.recorder import BuildRecorder
@@ -66,7 +67,7 @@ def recover_lost(ctx: Context) -> dict[str, str]:
     lost, and made before its containers are removed and its port freed: should that attempt
     still be running, it finds itself superseded at its next write and stops. Returns build id
     → what was done."""
-    settings, runtime, signals = ctx.settings, ctx.runtime, ctx.stores.signals
+    settings, signals = ctx.settings, ctx.stores.signals
     recovered = {}
     gate = ctx.stores.admission
     for build in lost_builds(ctx):
@@ -93,8 +94,7 @@ def recover_lost(ctx: Context) -> dict[str, str]:
         except Superseded:
             continue  # the attempt ended meanwhile, by itself
         try:  # its build container and its dependency-cache filler, whichever it had
-            for container_id in runtime.containers_of(build.id):
-                runtime.remove(container_id)
+            remove_containers_of(ctx, build.id)
         except OrchestratorError as exc:
             log.warning("could not remove the containers of lost build %s: %s", build.id, exc)
         if build.allocated_port is not None:

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from orchestrator.context import Context
 from orchestrator.core.estimate import step_durations
 from orchestrator.core.status import Status, StepName
-from orchestrator.state.models import BuildJob
+from orchestrator.state.models import BuildJob, as_utc
 
 WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 """Seconds from upload to a worker taking the build."""
@@ -90,11 +90,7 @@ class ServiceCollector(Collector):
         started = session.exec(
             select(BuildJob.created_at, BuildJob.started_at).where(col(BuildJob.started_at).is_not(None))
         ).all()
-        waited = [
-            max(0.0, (s.replace(tzinfo=None) - c.replace(tzinfo=None)).total_seconds())
-            for c, s in started
-            if s
-        ]
+        waited = [max(0.0, (as_utc(s) - as_utc(c)).total_seconds()) for c, s in started if s]
         buckets = [(str(b), sum(1 for w in waited if w <= b)) for b in WAIT_BUCKETS] + [("+Inf", len(waited))]
         yield HistogramMetricFamily(
             "orchestrator_queue_wait_seconds",

@@ -11,7 +11,7 @@ from orchestrator.context import Context
 from orchestrator.core.quotas import Quotas, Usage, check_previews, check_upload
 from orchestrator.core.status import ACTIVE, Status
 from orchestrator.service.auth import is_admin
-from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
+from orchestrator.state.models import ApiToken, BuildJob, Website, as_utc, utcnow
 
 
 def quotas(ctx: Context) -> Quotas:
@@ -32,10 +32,7 @@ def check_may_upload(ctx: Context, session: Session, owner: ApiToken) -> None:
     queued = session.exec(
         select(func.count()).where(BuildJob.owner_id == owner.id, col(BuildJob.status).in_(list(ACTIVE)))
     ).one()
-    oldest = recent[1]
-    if oldest is not None and oldest.tzinfo is None:  # SQLite gives naive datetimes back
-        oldest = oldest.replace(tzinfo=now.tzinfo)
-    age = (now - oldest).total_seconds() if oldest is not None else 60.0
+    age = (now - as_utc(recent[1])).total_seconds() if recent[1] is not None else 60.0
     check_upload(quotas(ctx), Usage(recent[0], age, queued))
 
 

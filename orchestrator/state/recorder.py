@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 from sqlalchemy import update
@@ -60,6 +60,16 @@ def publish_status(ctx: Context, build: BuildJob) -> None:
         log.warning("could not publish the status of build %s: %s", build.id, exc)
 
 
+def held_by(build_id: str, attempt: int, statuses: tuple[Status, ...] = (Status.BUILDING,)) -> list[Any]:
+    """The conditions under which attempt ``attempt`` still holds a build: still its attempt,
+    in one of ``statuses``. Every fenced write is made under them."""
+    return [
+        col(BuildJob.id) == build_id,
+        col(BuildJob.attempts) == attempt,
+        col(BuildJob.status).in_([status.value for status in statuses]),
+    ]
+
+
 def claim(
     ctx: Context,
     build_id: str,
@@ -75,9 +85,10 @@ def claim(
     worker starting it, a user cancelling it) cannot both win. True for the winner. With
     ``session``, inside the caller's transaction."""
     check_transition(current, new)
-    conditions = [col(BuildJob.id) == build_id, col(BuildJob.status) == current.value]
     if attempt is not None:
-        conditions.append(col(BuildJob.attempts) == attempt)
+        conditions = held_by(build_id, attempt, (current,))
+    else:
+        conditions = [col(BuildJob.id) == build_id, col(BuildJob.status) == current.value]
     statement = update(BuildJob).where(*conditions).values(status=new.value, updated_at=utcnow(), **fields)
     if session is not None:
         return session.exec(statement).rowcount == 1  # type: ignore[call-overload,attr-defined]
@@ -123,11 +134,7 @@ class BuildRecorder:
             return
         statement = (
             update(BuildJob)
-            .where(
-                col(BuildJob.id) == self.build_id,
-                col(BuildJob.attempts) == self.attempt,
-                col(BuildJob.status).in_([status.value for status in self._holds]),
-            )
+            .where(*held_by(self.build_id, self.attempt, self._holds))
             .values(updated_at=utcnow())
         )
         if session.exec(statement).rowcount != 1:  # type: ignore[call-overload,attr-defined]
