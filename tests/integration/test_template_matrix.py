@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -21,33 +20,10 @@ TEMPLATES = [
     "vanilla", "vanilla-ts", "react", "react-ts", "vue", "vue-ts", "svelte", "svelte-ts",
     "preact", "preact-ts", "solid", "solid-ts", "lit", "lit-ts", "qwik", "qwik-ts",
 ]  # fmt: skip
-REGISTRY_MAY_LAG = {"qwik", "qwik-ts"}
-"""Templates that pin versions newer than a registry mirror may serve yet: built as the registry
-can serve them (a range it cannot satisfy becomes its newest release, and the test says so)."""
-
-
-def as_served(folder: Path) -> list[str]:
-    """Rewrite ``folder``'s package.json so that the host's registry can satisfy every range;
-    what was changed. Asks the registry through the host's npm (its configuration, its CA)."""
-    manifest = folder / "package.json"
-    package = json.loads(manifest.read_text())
-    changed = []
-    for section in ("dependencies", "devDependencies"):
-        for name, wanted in (package.get(section) or {}).items():
-            found = subprocess.run(
-                ["npm", "view", f"{name}@{wanted}", "version"], capture_output=True, text=True
-            )
-            if found.returncode == 0 and found.stdout.strip():
-                continue
-            newest = subprocess.run(
-                ["npm", "view", name, "version"], capture_output=True, text=True, check=True
-            )
-            package[section][name] = newest.stdout.strip()
-            changed.append(f"{name}@{wanted} → {newest.stdout.strip()}")
-    manifest.write_text(json.dumps(package, indent=2))
-    return changed
-
-
+MAY_BE_UNSERVED = {"qwik", "qwik-ts"}
+"""Templates whose pinned versions a registry mirror may not serve: skipped (saying so) when
+npm answers that a version does not exist."""
+UNSERVED = re.compile(r"ETARGET|No matching version|notarget|404 Not Found")
 TIMES: dict[str, dict[str, float]] = {}
 """Per template: seconds from upload to live (queue included: all are uploaded at once) and from
 the build's start to live; written to test-artifacts/template-times.json."""
@@ -57,9 +33,6 @@ the build's start to live; written to test-artifacts/template-times.json."""
 def matrix(admin: httpx.Client, templates: Path) -> dict[str, Watched]:
     found = {p.name.removeprefix("template-") for p in templates.glob("template-*")}
     assert set(TEMPLATES) <= found, f"create-vite no longer ships {set(TEMPLATES) - found}"
-    for name in sorted(REGISTRY_MAY_LAG):
-        for change in as_served(templates / f"template-{name}"):
-            print(f"{name}: the registry does not serve {change}")
     built = {
         name: upload(admin, [(f"{name}.zip", zip_dir(templates / f"template-{name}"))]) for name in TEMPLATES
     }
@@ -79,6 +52,8 @@ def test_every_template_goes_live(matrix: dict[str, Watched], templates: Path, n
     watched = matrix[name]
     final = watched.wait(600)
     record = watched.record()
+    if final["status"] == "failed" and name in MAY_BE_UNSERVED and UNSERVED.search(final["error"] or ""):
+        pytest.skip(f"{name}: the registry does not serve a version it asks for: {final['error']}")
     assert final["status"] == "running", (name, final["error"], record["logs"][-15:])
     done = datetime.fromisoformat(record["completedAt"])
     TIMES[name] = {
