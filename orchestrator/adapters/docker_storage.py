@@ -133,10 +133,13 @@ class DockerStorage(DockerBase):
 
     def traffic(self, container_id: str) -> int | None:
         """TCP segments the container has received so far (requests to its preview), None when
-        it is gone. Read from its network namespace on this host (fast), else from the engine."""
+        it is gone or not running (nothing to count). Read from its network namespace on this
+        host (fast), else from the engine."""
         try:
             info = self._call("inspect the container", self.client.api.inspect_container, container_id)
         except DockerNotFound:
+            return None
+        if not info["State"].get("Running"):
             return None
         pid = info["State"].get("Pid") or 0
         if pid:
@@ -151,8 +154,9 @@ class DockerStorage(DockerBase):
         except DockerNotFound:
             return None
         except (APIError, DockerException, RequestException, ValueError) as exc:
-            if self.state(container_id) is None:
-                return None  # removed while we asked (another gc, a DELETE): no traffic to read
+            state = self.state(container_id)
+            if state is None or not state.running:
+                return None  # stopped or removed while we asked (another gc, a DELETE)
             raise RuntimeUnavailable(f"Docker failed to read a container's network counters: {exc}") from exc
         networks = stats.get("networks") or {}
         return sum(int(n.get("rx_packets", 0)) for n in networks.values()) if networks else None

@@ -286,8 +286,10 @@ class MemoryRuntime:
         return None if container is None else container.memory
 
     def traffic(self, container_id: str) -> int | None:
-        container = self.containers.get(container_id)
-        return None if container is None else container.traffic
+        state = self.state(container_id)
+        if state is None or not state.running:
+            return None
+        return self.containers[container_id].traffic
 
     def disk_used(self, container_id: str) -> int | None:
         container = self.containers.get(container_id)

@@ -195,7 +195,8 @@ class Runtime(Protocol):
     def memory_used(self, container_id: str) -> int | None: ...
 
     def traffic(self, container_id: str) -> int | None:
-        """TCP segments the container has received so far, None when it is gone."""
+        """TCP segments the container has received so far, None when it is gone or not
+        running (a stopped container has nothing to count)."""
 
     def disk_used(self, container_id: str) -> int | None: ...
 

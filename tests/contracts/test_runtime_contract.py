@@ -93,6 +93,19 @@ def test_a_held_container_runs_until_removed(runtime: Runtime) -> None:
     assert runtime.state(container) is None
 
 
+def test_traffic_is_counted_only_while_a_container_runs(runtime: Runtime) -> None:
+    held = runtime.create_build_container(spec(HOLD))
+    assert runtime.traffic(held) is None  # created, not started
+    runtime.start(held)
+    assert isinstance(runtime.traffic(held), int)
+    runtime.remove(held)
+    assert runtime.traffic(held) is None
+    ended = runtime.create_build_container(spec(["sh", "-c", PRINT_AND_PASS]))
+    runtime.start(ended)
+    wait_for_exit(runtime, ended)
+    assert runtime.traffic(ended) is None  # stopped (as when another gc stopped it meanwhile)
+
+
 def test_removing_twice_is_not_an_error(runtime: Runtime) -> None:
     container = runtime.create_build_container(spec())
     runtime.remove(container)
