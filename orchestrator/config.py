@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     http_proxy: str | None = None
     https_proxy: str | None = None
     no_proxy: str | None = None
+    open_egress: bool = False
+    """Let build containers connect to any address. Off, they reach the registry and proxy
+    only, and a worker that cannot enforce that builds nothing. For trusted code only."""
 
     memory_limit: str = defaults.MEMORY_LIMIT
     nano_cpus: int = defaults.NANO_CPUS

@@ -14,7 +14,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis import Redis
@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from orchestrator.adapters import redis_client
 from orchestrator.adapters.database import Database
+from orchestrator.adapters.egress import Egress, MemoryEgress
 from orchestrator.adapters.host import port_is_bindable
 from orchestrator.adapters.runtime import Runtime
 from orchestrator.config import Settings
@@ -46,10 +47,13 @@ class Context:
     port_is_free: Callable[[int], bool] = port_is_bindable
     worker_name: str | None = None
     """This process's worker name, when it is a build worker (its builds' heartbeats say it lives)."""
+    egress: Egress = field(default_factory=MemoryEgress)
+    """Where build containers may connect, as this host enforces it (the firewall when real)."""
 
     @classmethod
     def connect(cls, settings: Settings) -> Context:
         from orchestrator.adapters.docker_runtime import DockerRuntime
+        from orchestrator.adapters.firewall import IptablesEgress
 
         if settings.database_url is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,14 @@ class Context:
         # The asyncio client is made in the event loop that first asks for it (the API's).
         async_redis = functools.cache(lambda: redis_client.connect_async(settings.redis_url))
         stores = redis_stores(redis, async_redis)
-        return cls(settings, Database(settings.sqlalchemy_url), stores, DockerRuntime(settings), redis)
+        return cls(
+            settings,
+            Database(settings.sqlalchemy_url),
+            stores,
+            DockerRuntime(settings),
+            redis,
+            egress=IptablesEgress(),
+        )
 
     @classmethod
     def in_memory(

@@ -47,17 +47,18 @@ def _prepare(check_runtime: bool = True) -> Context:
 
 
 def _isolate_builds(ctx: Context) -> None:
+    """The builds' network, and registry-only egress from it: a worker that cannot enforce
+    that exits saying why (unless the operator opened egress)."""
     from orchestrator.adapters.docker_runtime import DockerRuntime
-    from orchestrator.adapters.firewall import ensure_host_isolation
+    from orchestrator.adapters.network import registry_access
+    from orchestrator.pipeline.egress import confine_egress
 
     try:
         assert isinstance(ctx.runtime, DockerRuntime)
         ctx.runtime.ensure_network()
+        console.print(f"Egress: {shown(confine_egress(ctx, registry_access(ctx.settings)))}")
     except OrchestratorError as exc:
         fail(exc)
-    warning = ensure_host_isolation()
-    if warning:
-        console.print(f"[yellow]warning:[/yellow] {shown(warning)}")
 
 
 @token_app.command("create")

@@ -50,6 +50,11 @@ class RegistryUnreachable(ServiceUnavailable):
     reached (a network fault, not the project's)."""
 
 
+class EgressUnenforced(ServiceUnavailable):
+    """Raised when this host cannot confine build containers to the registry (no iptables,
+    no permission): a worker then builds nothing, unless the operator opened egress."""
+
+
 class NoFreePort(OrchestratorError):
     """Raised when every port of the preview range is taken."""
 

@@ -33,6 +33,7 @@ from orchestrator.core.status import Status, StepName
 from orchestrator.core.upload_rules import UploadLimits
 from orchestrator.pipeline.containers import BuildRun, remove_containers_of
 from orchestrator.pipeline.dependencies import prepare_dependencies
+from orchestrator.pipeline.egress import confine_egress
 from orchestrator.pipeline.fill import step_image_labels
 from orchestrator.pipeline.preview import PreviewProbe, adopt, after_live
 from orchestrator.pipeline.reuse import find_identical
@@ -91,6 +92,7 @@ class Build(BuildRun):
         self.access = registry_access(s)
         for note in self.access.notes:
             self.recorder.log(f"Registry: {note}")
+        self.recorder.log(f"Egress: {confine_egress(self.ctx, self.access)}")
         self.env = {**(plan.install.env if plan.install else {}), **self.access.env}
 
         image = None

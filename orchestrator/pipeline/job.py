@@ -24,6 +24,7 @@ from orchestrator.context import Context
 from orchestrator.coordination import keys
 from orchestrator.core.exceptions import (
     BuildFailed,
+    EgressUnenforced,
     NoFreePort,
     OrchestratorError,
     RegistryUnreachable,
@@ -135,7 +136,8 @@ def _outcome(ctx: Context, run: Build) -> str | None:
     except BuildFailed as exc:
         run.clean_up()
         recorder.fail(exc.step, str(exc))
-    except (RuntimeUnavailable, RegistryUnreachable, NoFreePort, RedisError) as exc:  # the machine's
+    except (RuntimeUnavailable, RegistryUnreachable, EgressUnenforced, NoFreePort, RedisError) as exc:
+        # the machine's fault
         run.clean_up()
         step = label(recorder.current_step)
         cause = f"Redis cannot be reached ({exc})" if isinstance(exc, RedisError) else str(exc)

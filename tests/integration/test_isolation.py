@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from orchestrator.adapters.runtime import HOLD, ContainerSpec
 from orchestrator.core import defaults
+from tests.conftest import require
 from tests.integration.conftest import upload
 
 pytestmark = pytest.mark.integration
@@ -33,10 +41,15 @@ def host_addresses() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def live_container(admin: httpx.Client, runtime) -> str:
+def live_site(admin: httpx.Client):
     site = upload(admin, [("index.html", b"<h1>probe</h1>")])
     assert site.wait()["status"] == "running"
-    build_id = site.job_id
+    return site
+
+
+@pytest.fixture(scope="module")
+def live_container(live_site, runtime) -> str:
+    build_id = live_site.job_id
     [container] = [
         c for c in runtime.list_ours() if c["Labels"][f"{defaults.LABEL_NAMESPACE}.build-id"] == build_id
     ]
@@ -116,3 +129,137 @@ def test_a_job_put_in_redis_naming_another_function_is_refused_not_run(api_url: 
         time.sleep(0.2)
     assert "'os.system' is not the build job" in (state.latest_result().exc_string or "")
     assert not proof.exists()
+
+
+# -- registry-only egress, proved against the test's own hosts ------------------------------
+
+
+@dataclass(frozen=True)
+class TestHost:
+    """A host of this test's own: a network namespace joined to this host by a veth pair,
+    with a web server listening on ``address``:``port``."""
+
+    address: str
+    port: int
+
+
+def run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def test_host(
+    name: str, host_side: str, ns_side: str, port: int, ipv6: tuple[str, str] | None = None
+) -> Iterator[list[TestHost]]:
+    namespace, outer, inner = f"wobt-{name}", f"wobt{name}0", f"wobt{name}1"
+    subprocess.run(["ip", "netns", "del", namespace], capture_output=True)  # a leftover of a killed run
+    subprocess.run(["ip", "link", "del", outer], capture_output=True)
+    servers: list[subprocess.Popen] = []
+    try:
+        run("ip", "netns", "add", namespace)
+        run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
+        run("ip", "link", "set", inner, "netns", namespace)
+        run("ip", "addr", "add", host_side, "dev", outer)
+        run("ip", "netns", "exec", namespace, "ip", "addr", "add", ns_side, "dev", inner)
+        if ipv6:
+            run("ip", "-6", "addr", "add", ipv6[0], "dev", outer, "nodad")
+            run("ip", "netns", "exec", namespace, "ip", "-6", "addr", "add", ipv6[1], "dev", inner, "nodad")
+        run("ip", "link", "set", outer, "up")
+        run("ip", "netns", "exec", namespace, "ip", "link", "set", inner, "up")
+        hosts = [TestHost(ns_side.split("/")[0], port)] + (
+            [TestHost(ipv6[1].split("/")[0], port)] if ipv6 else []
+        )
+        for host in hosts:
+            servers.append(
+                subprocess.Popen(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        namespace,
+                        sys.executable,
+                        "-m",
+                        "http.server",
+                        "--bind",
+                        host.address,
+                        str(port),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for host in hosts:  # this host reaches them: the refusals below are the firewall's
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection((host.address, host.port), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"test host {host} never listened"
+                    time.sleep(0.1)
+        yield hosts
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        subprocess.run(["ip", "link", "del", outer], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def test_hosts() -> Iterator[dict[str, TestHost]]:
+    """A private-address host (IPv4 and IPv6) and a metadata service at 169.254.169.254."""
+    import shutil
+
+    require(shutil.which("ip") is not None and os.geteuid() == 0, "iproute2 (ip netns), as root")
+    with (
+        test_host(
+            "lan", "10.213.77.1/30", "10.213.77.2/30", 8080, ("fd57:6f62::1/64", "fd57:6f62::2/64")
+        ) as lan,
+        test_host("meta", "169.254.169.253/30", "169.254.169.254/30", 80) as meta,
+    ):
+        yield {"lan": lan[0], "lan6": lan[1], "metadata": meta[0]}
+
+
+def test_a_container_outside_the_builds_network_reaches_the_test_hosts(runtime, test_hosts) -> None:
+    """The control: routed and masqueraded as any container's traffic is, the test hosts answer.
+    Only the builds' network is confined."""
+    for host in (test_hosts["lan"], test_hosts["metadata"]):
+        out = runtime.client.containers.run(
+            defaults.NODE_IMAGE,
+            ["node", "-e", PROBE, host.address, str(host.port)],
+            network="bridge",
+            remove=True,
+        )
+        assert out.decode().strip() == "OPEN", host
+
+
+def test_a_build_container_reaches_neither_the_lan_nor_the_metadata_service(
+    runtime, live_container: str, test_hosts
+) -> None:
+    for name in ("lan", "metadata"):
+        host = test_hosts[name]
+        assert probe(runtime, live_container, host.address, host.port) == "CLOSED ECONNREFUSED", name
+    assert probe(runtime, live_container, test_hosts["lan6"].address, 8080).startswith("CLOSED"), "IPv6"
+
+
+def test_build_containers_do_not_reach_each_other(runtime, live_container: str) -> None:
+    info = runtime.client.api.inspect_container(live_container)
+    address = info["NetworkSettings"]["Networks"][defaults.BUILD_NETWORK]["IPAddress"]
+    [port] = [int(p.split("/")[0]) for p in info["NetworkSettings"]["Ports"]]
+    assert probe(runtime, live_container, "127.0.0.1", port) == "OPEN"  # it does listen there
+    other = runtime.create_build_container(
+        ContainerSpec("egress-probe", "egress-probe", None, {}, {}, command=HOLD)
+    )
+    try:
+        runtime.start(other)
+        assert probe(runtime, other, address, port) != "OPEN"
+    finally:
+        runtime.remove(other)
+
+
+def test_the_build_log_says_which_egress_is_in_force(live_site) -> None:
+    logs = live_site.record()["logs"]
+    assert any(
+        line.startswith("Egress: only ") and line.endswith("(the registry and proxy)") for line in logs
+    ), logs

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from orchestrator.adapters.egress import MemoryEgress
 from orchestrator.adapters.memory_runtime import MemoryRuntime
 from orchestrator.adapters.memory_scripts import Script
 from orchestrator.context import Context
 from orchestrator.coordination.admission import SlotLimits
+from orchestrator.core.egress import Destination
 from orchestrator.core.exceptions import Superseded
 from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Outcome, Status
@@ -297,6 +299,44 @@ def test_a_registry_that_cannot_be_reached_is_retried(ctx: Context, alice: ApiTo
     assert done.status == Status.QUEUED and "the package registry could not be reached" in (
         done.wait_reason or ""
     )
+
+
+def test_egress_is_confined_to_the_registry_before_any_container_starts(
+    ctx: Context, alice: ApiToken, answering: int
+) -> None:
+    scripted(ctx, SERVER_RUNS)
+    build_id = queued(ctx, alice)
+    assert build(ctx, build_id, 1)
+    assert isinstance(ctx.egress, MemoryEgress)
+    assert ctx.egress.allowed() == [Destination("127.0.0.1", 4873)]  # the settings' registry
+    assert "Egress: only 127.0.0.1:4873 (the registry and proxy)" in log_of(ctx, build_id)
+
+
+def test_a_host_that_cannot_confine_egress_builds_nothing(ctx: Context, alice: ApiToken, port: int) -> None:
+    runtime = scripted(ctx, SERVER_RUNS)
+    assert isinstance(ctx.egress, MemoryEgress)
+    ctx.egress.broken = "iptables is not installed"
+    build_id = queued(ctx, alice)
+    assert build(ctx, build_id, 1) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.QUEUED  # the host's fault: retried, perhaps by another worker
+    assert "cannot confine build containers to the registry: iptables is not installed" in (
+        done.wait_reason or ""
+    )
+    assert runtime.list_ours() == [] and ctx.stores.ports.owner(port) is None
+
+
+def test_an_operator_may_open_egress_and_the_log_says_so(
+    ctx: Context, alice: ApiToken, answering: int
+) -> None:
+    scripted(ctx, SERVER_RUNS)
+    assert isinstance(ctx.egress, MemoryEgress)
+    ctx.egress.broken = "iptables is not installed"
+    ctx.settings.open_egress = True
+    build_id = queued(ctx, alice)
+    assert build(ctx, build_id, 1)
+    assert ctx.egress.allowed() is None
+    assert any(line.startswith("Egress: open") for line in log_of(ctx, build_id))
 
 
 def test_a_build_that_finds_no_free_port_is_retried_not_failed(
