@@ -1,9 +1,13 @@
 """Admission: which waiting build starts next, under the global and per-user limits.
 
-Builds wait in a sorted set scored by orchestrator.core.priority (lowest first). ``admit`` is
-one Lua script in Redis, so that any number of workers and API processes can admit at once
-without ever exceeding a limit: it moves the first waiting build whose owner is under the
-per-user limit into the active hash, if the active hash is under the global limit.
+Builds wait in a sorted set scored by orchestrator.core.priority (lowest first), and in one
+sorted set per owner. ``admit`` is one Lua script in Redis, so that any number of workers and
+API processes can admit at once without ever exceeding a limit: it moves the first waiting
+build whose owner is under the per-user limit into the active hash, if the active hash is
+under the global limit. It looks at each owner's first build only (the heads), so the work of
+one admission grows with the number of owners waiting, not of builds, and one owner's
+thousands of waiting builds never hide another owner's: fair at any queue length, with the
+priority-and-aging order kept within each owner's builds and across the heads.
 
 A build retried after an infrastructure fault is *deferred*: it waits for admission again only
 once its back-off is over (``due`` moves it back, at its old place).
@@ -20,23 +24,73 @@ from redis import Redis
 
 from orchestrator.coordination import keys
 
-_ADMIT = """
-local limit, per_user = tonumber(ARGV[1]), tonumber(ARGV[2])
-local active = redis.call('HVALS', KEYS[3])
+_HEADS = """
+local prefix = ARGV[1]
+local function refresh(owner)
+  local head = redis.call('ZRANGE', prefix .. owner, 0, 0, 'WITHSCORES')
+  if #head == 0 then redis.call('ZREM', KEYS[3], owner) else redis.call('ZADD', KEYS[3], head[2], owner) end
+end
+"""
+"""Shared by the scripts below: KEYS[1] waiting, KEYS[2] waiting owners, KEYS[3] heads;
+ARGV[1] the prefix of the per-owner sets."""
+
+_ADD = (
+    _HEADS
+    + """
+local build, owner, score = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local before = redis.call('HGET', KEYS[2], build)
+if before and before ~= owner then redis.call('ZREM', prefix .. before, build); refresh(before) end
+redis.call('HSET', KEYS[2], build, owner)
+redis.call('ZADD', KEYS[1], score, build)
+redis.call('ZADD', prefix .. owner, score, build)
+refresh(owner)
+"""
+)
+
+_ADMIT = (
+    _HEADS
+    + """
+local limit, per_user = tonumber(ARGV[2]), tonumber(ARGV[3])
+local active = redis.call('HVALS', KEYS[4])
 if #active >= limit then return false end
+if redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[1]) > 0 then
+  -- builds that waited before the per-owner sets existed: index them once
+  for _, build in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local owner = redis.call('HGET', KEYS[2], build) or ''
+    redis.call('ZADD', prefix .. owner, redis.call('ZSCORE', KEYS[1], build), build)
+    refresh(owner)
+  end
+end
 local counts = {}
 for _, owner in ipairs(active) do counts[owner] = (counts[owner] or 0) + 1 end
-for _, build in ipairs(redis.call('ZRANGE', KEYS[1], 0, 999)) do
-  local owner = redis.call('HGET', KEYS[2], build) or ''
+for _, owner in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   if (counts[owner] or 0) < per_user then
+    local build = redis.call('ZRANGE', prefix .. owner, 0, 0)[1]
     redis.call('ZREM', KEYS[1], build)
     redis.call('HDEL', KEYS[2], build)
-    redis.call('HSET', KEYS[3], build, owner)
+    redis.call('ZREM', prefix .. owner, build)
+    refresh(owner)
+    redis.call('HSET', KEYS[4], build, owner)
     return build
   end
 end
 return false
 """
+)
+
+_WITHDRAW = (
+    _HEADS
+    + """
+local build = ARGV[2]
+local owner = redis.call('HGET', KEYS[2], build)
+local removed = redis.call('ZREM', KEYS[1], build)
+redis.call('HDEL', KEYS[2], build)
+if owner then redis.call('ZREM', prefix .. owner, build); refresh(owner) end
+removed = removed + redis.call('ZREM', KEYS[4], build)
+redis.call('HDEL', KEYS[5], build)
+return removed
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +131,10 @@ class Admission(Protocol):
 class RedisAdmission:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._add = redis.register_script(_ADD)
         self._admit = redis.register_script(_ADMIT)
+        self._withdraw = redis.register_script(_WITHDRAW)
+        self._waiting = [keys.WAITING, keys.WAITING_OWNERS, keys.WAITING_HEADS]
 
     def _wake(self, pipe: Any) -> None:
         pipe.rpush(keys.WAKE, "1")
@@ -85,25 +142,23 @@ class RedisAdmission:
 
     def add(self, build_id: str, owner_id: int | str, score: float) -> None:
         pipe = self.redis.pipeline()
-        pipe.hset(keys.WAITING_OWNERS, build_id, str(owner_id))
-        pipe.zadd(keys.WAITING, {build_id: score})
+        self._add(
+            keys=self._waiting, args=[keys.WAITING_OF, build_id, str(owner_id), repr(score)], client=pipe
+        )
         self._wake(pipe)
         pipe.execute()
 
     def admit(self, limits: SlotLimits) -> str | None:
         found = self._admit(
-            keys=[keys.WAITING, keys.WAITING_OWNERS, keys.ACTIVE], args=[limits.building, limits.per_user]
+            keys=[*self._waiting, keys.ACTIVE], args=[keys.WAITING_OF, limits.building, limits.per_user]
         )
         return keys.text(found) if found else None
 
     def withdraw(self, build_id: str) -> bool:
-        pipe = self.redis.pipeline()
-        pipe.zrem(keys.WAITING, build_id)
-        pipe.hdel(keys.WAITING_OWNERS, build_id)
-        pipe.zrem(keys.DEFERRED, build_id)
-        pipe.hdel(keys.DEFERRED_OWNERS, build_id)
-        removed = pipe.execute()
-        return bool(removed[0] or removed[2])
+        removed = self._withdraw(
+            keys=[*self._waiting, keys.DEFERRED, keys.DEFERRED_OWNERS], args=[keys.WAITING_OF, build_id]
+        )
+        return bool(removed)
 
     def release(self, build_id: str) -> None:
         pipe = self.redis.pipeline()
@@ -173,8 +228,10 @@ class MemoryAdmission:
             counts: dict[str, int] = {}
             for owner in self._active.values():
                 counts[owner] = counts.get(owner, 0) + 1
-            for build_id in self._order()[:1000]:
-                owner = self._waiting[build_id][1]
+            heads: dict[str, tuple[float, str]] = {}  # owner → (score, build) of their first
+            for build_id, (score, owner) in self._waiting.items():
+                heads[owner] = min(heads.get(owner, (score, build_id)), (score, build_id))
+            for owner, (_, build_id) in sorted(heads.items(), key=lambda item: (item[1][0], item[0])):
                 if counts.get(owner, 0) < limits.per_user:
                     del self._waiting[build_id]
                     self._active[build_id] = owner

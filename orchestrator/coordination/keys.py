@@ -23,6 +23,13 @@ WAITING = PREFIX + "waiting"
 WAITING_OWNERS = PREFIX + "waiting-owners"
 """Hash: waiting build id → owner id (for the per-user limit)."""
 
+WAITING_OF = PREFIX + "waiting-of:"
+"""``WAITING_OF + owner id``: sorted set of that owner's waiting builds, scored as in WAITING."""
+
+WAITING_HEADS = PREFIX + "waiting-heads"
+"""Sorted set: owner id → the score of their first waiting build. Admission looks at each
+owner's first build only, so one owner's thousands never hide another's."""
+
 ACTIVE = PREFIX + "active"
 """Hash: admitted build id → owner id. Its size is the number of builds in progress."""
 

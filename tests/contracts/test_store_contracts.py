@@ -101,6 +101,34 @@ def test_the_per_user_limit_lets_another_user_overtake(stores: Stores) -> None:
     assert stores.admission.owners(["a2", "b1"]) == {"a2": "1"}
 
 
+def test_one_owners_thousands_of_waiting_builds_never_hide_another_owners(stores: Stores) -> None:
+    for i in range(1500):  # all ahead of the other owner's one build
+        stores.admission.add(f"flood-{i:04}", "flooder", float(i))
+    stores.admission.add("patient", "other", 5000.0)
+    limits = _limits(building=10, per_user=2)
+    assert [stores.admission.admit(limits) for _ in range(3)] == ["flood-0000", "flood-0001", "patient"]
+    assert stores.admission.admit(limits) is None  # the flooder is at their limit
+    stores.admission.release("flood-0000")
+    assert stores.admission.admit(limits) == "flood-0002"  # their own order kept
+
+
+def test_withdrawing_an_owners_first_build_makes_their_next_one_first(stores: Stores) -> None:
+    stores.admission.add("a1", 1, 1.0)
+    stores.admission.add("a2", 1, 4.0)
+    stores.admission.add("b1", 2, 3.0)
+    assert stores.admission.withdraw("a1")
+    assert stores.admission.admit(_limits()) == "b1"
+    assert stores.admission.admit(_limits()) == "a2"
+
+
+def test_a_build_added_again_waits_at_its_new_score(stores: Stores) -> None:
+    stores.admission.add("a1", 1, 9.0)
+    stores.admission.add("b1", 2, 5.0)
+    stores.admission.add("a1", 1, 1.0)  # aged, or its priority raised
+    assert stores.admission.waiting() == ["a1", "b1"]
+    assert stores.admission.admit(_limits()) == "a1"
+
+
 def test_a_withdrawn_build_is_not_admitted(stores: Stores) -> None:
     stores.admission.add("x", 1, 1.0)
     assert stores.admission.withdraw("x")
