@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 from redis import Redis
 
+from orchestrator.core import defaults
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +33,7 @@ class BenchStack:
         self, workers: int = 4, redis_db: int = 7, ports: tuple[int, int] = (43000, 43499), **settings: str
     ) -> None:
         self.data = Path(tempfile.mkdtemp(prefix="orchestrator-bench-"))
-        self.redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+        self.redis_url = f"unix://{defaults.REDIS_SOCKET}?db={redis_db}"
         self.instance = f"bench-{uuid.uuid4().hex[:8]}"
         self.env = {
             **os.environ,

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; unset means SQLite in data_dir."""
 
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0",
+        default=defaults.REDIS_URL,
         validation_alias=AliasChoices("REDIS_URL", "ORCHESTRATOR_REDIS_URL"),
     )
 
@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     http_proxy: str | None = None
     https_proxy: str | None = None
     no_proxy: str | None = None
+    refuse_vulnerable_vite: bool = True
+    """Fail a build whose Vite has published holes in its development server
+    (orchestrator/core/advisories.py), naming them and the release to upgrade to."""
     open_egress: bool = False
     """Let build containers connect to any address. Off, they reach the registry and proxy
     only, and a worker that cannot enforce that builds nothing. For trusted code only."""
@@ -120,6 +123,9 @@ class Settings(BaseSettings):
     """The host's own memory use above which builds wait."""
     max_cpu_percent: float = 80.0
     """Host CPU use above which builds wait."""
+    disk_quota_mb: int = defaults.DISK_QUOTA_MB
+    """What one build container, cache filler or preview may write on top of its image; past
+    it the build fails, or the preview is stopped (measured: see core/disk_quota.py). 0: none."""
     min_free_disk_mb: int = defaults.MIN_FREE_DISK_MB
     """Builds wait while less than this is free where they write (the data folder, Docker's)."""
     max_attempts: int = defaults.MAX_ATTEMPTS

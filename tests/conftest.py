@@ -27,6 +27,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+def redis_test_url(db: int) -> str:
+    """A database of the local Redis that scripts/dev starts (its unix socket)."""
+    from orchestrator.core import defaults
+
+    return f"unix://{defaults.REDIS_SOCKET}?db={db}"
+
+
 def postgres_test_url() -> str:
     """The PostgreSQL database the tests may use (ORCHESTRATOR_TEST_POSTGRES_URL, which scripts/dev
     test sets after starting a local server): a failure under CI when missing or unreachable."""

@@ -20,6 +20,13 @@ BUILD_NETWORK = "website-orchestrator-builds"
 BUILD_BRIDGE = "wob0"
 """Host interface of BUILD_NETWORK; the firewall refuses new connections from it to the host."""
 
+REDIS_SOCKET = "/run/website-orchestrator/redis.sock"
+"""Where scripts/dev's Redis listens: a unix socket only root (the service) may open, and no
+TCP port, so neither a build container nor another user of this host reaches it."""
+
+REDIS_URL = f"unix://{REDIS_SOCKET}?db=0"
+"""The default REDIS_URL: database 0 of that Redis."""
+
 QUEUE_NAME = "builds"
 """RQ queue that carries build jobs."""
 
@@ -57,6 +64,9 @@ AGING_SECONDS = 30.0
 PRIORITY_RANGES = {"user": (0, 4, 2), "admin": (0, 10, 6)}
 """Per role: the lowest and highest priority it may ask for, and its default."""
 
+DISK_QUOTA_MB = 2048
+"""What one container of a build may write on top of its image."""
+
 MIN_FREE_DISK_MB = 2048
 """Builds wait while less than this is free on the disks they write to (a cold install of a
 React project writes a few hundred MB; a cache entry as much again)."""
@@ -78,7 +88,21 @@ PIDS_LIMIT = 512
 """Process limit of one build container (npm starts many, a fork bomb starts more)."""
 
 CONTAINER_USER = "1000:1000"
-"""The unprivileged user builds run as inside their container."""
+"""The image's unprivileged user: what the dependency fetcher runs as (it runs no project's
+code and owns the package store). Builds run as a user of their own (build_user)."""
+
+BUILD_GID = 1000
+"""The group every build's user is in: the dependency cache's files are group-writable."""
+
+BUILD_UID_BASE = 200_000
+"""A build's own UID is this plus its preview port (unique on a host while the build lives),
+so per-UID kernel limits (inotify instances, processes) are its own."""
+
+
+def build_user(port: int) -> str:
+    """The user:group a build's containers run as (each build its own UID)."""
+    return f"{BUILD_UID_BASE + port}:{BUILD_GID}"
+
 
 CONTAINER_WORKDIR = "/app"
 """Where the uploaded files are copied inside the container."""

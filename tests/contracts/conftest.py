@@ -10,9 +10,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from orchestrator.config import Settings
-from tests.conftest import require
+from tests.conftest import redis_test_url, require
 
-REDIS_URL = os.environ.get("ORCHESTRATOR_CONTRACT_REDIS", "redis://127.0.0.1:6379/4")
+REDIS_URL = os.environ.get("ORCHESTRATOR_CONTRACT_REDIS", redis_test_url(4))
 
 
 def real_redis() -> Redis:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import postgres_test_url, require
+from tests.conftest import postgres_test_url, redis_test_url, require
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -67,7 +67,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     values = {
         "DATABASE_URL": fresh_postgres_database("orchestrator_stack"),
         "ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "REDIS_URL": "redis://127.0.0.1:6379/14",
+        "REDIS_URL": redis_test_url(14),
         "ORCHESTRATOR_INSTANCE_ID": f"test-{uuid.uuid4().hex[:8]}",
         "ORCHESTRATOR_PORT_RANGE_START": "42000",
         "ORCHESTRATOR_PORT_RANGE_END": "42199",
@@ -108,7 +108,7 @@ def services(test_env: dict[str, str]) -> None:
         redis_ok = True
     except RedisError:
         redis_ok = False
-    require(redis_ok, "Redis at 127.0.0.1:6379")
+    require(redis_ok, f"Redis at {test_env['REDIS_URL']}")
     try:
         DockerRuntime(Settings()).check()
         docker_ok = True
@@ -285,7 +285,7 @@ def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str
     """The environment of an isolated stack: its own Redis database, data, labels and ports."""
     from redis import Redis
 
-    url = f"redis://127.0.0.1:6379/{redis_db}"
+    url = redis_test_url(redis_db)
     Redis.from_url(url).flushdb()
     inherited = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # SQLite, in ``tmp``
     return {
@@ -302,11 +302,16 @@ def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str
 
 
 @pytest.fixture(scope="session")
-def api_url(services: None, test_env: dict[str, str], runtime) -> Iterator[str]:
+def main_stack(services: None, test_env: dict[str, str], runtime) -> Iterator[Stack]:
     """The main stack: a real API process and WORKERS real build workers."""
     stack = Stack("main", {**os.environ, **test_env}, WORKERS).start()
-    yield stack.url
+    yield stack
     stack.stop(runtime)
+
+
+@pytest.fixture(scope="session")
+def api_url(main_stack: Stack) -> str:
+    return main_stack.url
 
 
 def make_token(role: str, name: str) -> str:
