@@ -131,6 +131,7 @@ class MemoryRuntime:
         container = self._get(container_id)
         container.process = Process(self.script(container.spec.command or HOLD), time.monotonic())
         container.output.extend(container.process.script.lines)
+        container.written += container.process.script.writes
 
     def _follow(self, process: Process, lines: list[str], alive: Any) -> Iterator[str]:
         sent = 0
@@ -163,6 +164,7 @@ class MemoryRuntime:
                 f"Docker failed to start a step: container {container_id[:12]} is not running"
             )
         process = Process(self.script(command), time.monotonic())
+        container.written += process.script.writes
         exec_id = new_id("exec")
         self._execs[exec_id] = (container_id, process)
         if detach:  # a service: its output goes to the container's log, its end ends the container
@@ -293,7 +295,9 @@ class MemoryRuntime:
 
     def disk_used(self, container_id: str) -> int | None:
         container = self.containers.get(container_id)
-        return None if container is None else sum(len(v) for v in container.files.values())
+        return (
+            None if container is None else container.written + sum(len(v) for v in container.files.values())
+        )
 
     def containers_of(self, build_id: str) -> list[str]:
         return [c["Id"] for c in self.list_ours(build_id=build_id)]

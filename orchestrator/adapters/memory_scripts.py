@@ -25,6 +25,8 @@ class Script:
     """Killed for memory (exit code 137, OOMKilled)."""
     seconds: float = 0.0
     """How long it runs before it ends."""
+    writes: int = 0
+    """Bytes it writes into its container's layer as it starts (what disk_used then counts)."""
 
 
 @dataclass
@@ -55,3 +57,5 @@ class Container:
     nano_cpus: int = 0
     memory: int = 50 * 2**20
     traffic: int = 0
+    written: int = 0
+    """Bytes its processes wrote besides the files copied in (Script.writes)."""

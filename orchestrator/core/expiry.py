@@ -21,6 +21,8 @@ class StopReason(StrEnum):
     REPLACED = "replaced"
     DELETED = "deleted"
     GC = "gc"
+    DISK_QUOTA = "disk-quota"
+    """It wrote more than a container may (Settings.disk_quota_mb)."""
     ENGINE_RESTART = "engine-restart"
     """Its container stopped outside the orchestrator (a host reboot, an engine that was not
     restarted live) and could not be started again."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.core.defaults import CONTAINER_WORKDIR
+
 
 class PackageManager(StrEnum):
     NPM = "npm"
@@ -87,6 +89,22 @@ class InstallPlan:
             env["YARN_NODE_LINKER"] = "node-modules"  # Yarn 2+: a node_modules folder, not PnP
             env["YARN_ENABLE_GLOBAL_CACHE"] = "false"
         return env
+
+
+def keeping_only_the_install(command: str, also: tuple[str, ...] = ()) -> str:
+    """``command``, then the removal of whatever it wrote besides node_modules, a lockfile and
+    the files named in ``also``: a cache entry holds the installed tree only, never the tools'
+    caches, /tmp, the home folder, or the inputs copied in (the build copies its own upload
+    over the entry)."""
+    keep = " ".join(f"! -name '{name}'" for name in ("node_modules", *LOCKFILES, *also))
+    work = CONTAINER_WORKDIR
+    clean = (
+        'find /tmp /var/tmp "$HOME" -mindepth 1 -delete 2>/dev/null; '
+        f"find {work} -mindepth 1 -maxdepth 1 {keep} -exec rm -rf {{}} +; "
+        # each build runs as a user of its own, in the builds' group: the tree is the group's
+        f'find {work} ! -type l -user "$(id -u)" ! -perm -g+w -exec chmod g+w {{}} + 2>/dev/null; true'
+    )
+    return f"{command} && {{ {clean}; }}"
 
 
 def package_manager(files: Collection[str], package: Mapping[str, Any]) -> tuple[PackageManager, str | None]:

@@ -35,6 +35,7 @@ from orchestrator.core.installs import (
     PackageManager,
     direct_dependencies,
     install_script_packages,
+    keeping_only_the_install,
     nearest,
     trusted_npmrc,
 )
@@ -77,7 +78,9 @@ def fill(
     """Install into a new cache entry for ``key``; the entry's image."""
     files = {"package.json": manifest, **inputs}
     if install.manager is not PackageManager.NPM:
-        filler = ctx.create(ctx.spec(kind=KIND_FILLER, command=["sh", "-c", install.command]), files)
+        filler = ctx.create(
+            ctx.spec(kind=KIND_FILLER, command=["sh", "-c", keeping_only_the_install(install.command)]), files
+        )
         ctx.run_alone(StepName.INSTALL, filler)
         image = ctx.cache.save(filler, key, build_id)
         ctx.discard(filler)
@@ -100,9 +103,11 @@ def fill(
         ctx.spec(
             kind=KIND_FETCH,
             image=start.ref if start else None,
-            command=["sh", "-c", command],
+            # the inputs stay for the install scripts' step that may follow (npm rebuild reads them)
+            command=["sh", "-c", keeping_only_the_install(command, also=tuple(files))],
             store_volume=ctx.store_volume,
             env_extra={"npm_config_cache": STORE_PATH},
+            user=defaults.CONTAINER_USER,  # the store's owner; it runs no code of anyone's
         ),
         files,
     )
@@ -121,7 +126,9 @@ def fill(
     fetched = ctx.runtime.commit(fetch, None, None, labels)  # the entry's parent once it is saved
     ctx.discard(fetch)
     rebuild = "npm rebuild --foreground-scripts" + "".join(f" '{name}'" for name in scripts or [])
-    filler = ctx.create(ctx.spec(kind=KIND_FILLER, image=fetched, command=["sh", "-c", rebuild]), {})
+    filler = ctx.create(
+        ctx.spec(kind=KIND_FILLER, image=fetched, command=["sh", "-c", keeping_only_the_install(rebuild)]), {}
+    )
     try:
         ctx.run_alone(StepName.INSTALL, filler)
         image = ctx.cache.save(filler, key, build_id, described)

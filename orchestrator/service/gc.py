@@ -28,6 +28,7 @@ from orchestrator.adapters.runtime import SERVE_LABEL
 from orchestrator.adapters.uploads import PART_SUFFIX
 from orchestrator.context import Context
 from orchestrator.core import defaults
+from orchestrator.core.disk_quota import DiskQuota
 from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
 from orchestrator.core.ports import owner_build
 from orchestrator.core.status import ACTIVE, Status
@@ -101,12 +102,23 @@ class Collector(StorageCollection):
                 self.stop(build, StopReason.GC, "its container is gone")
             elif container.get("State") != "running":
                 self.restart_or_stop(build, container)
+            elif (wrote := self.past_disk_quota(build)) is not None:
+                self.stop(build, StopReason.DISK_QUOTA, wrote)
             else:
                 activity = observe_activity(self.ctx, build, now, save=not self.dry_run)
                 age, idle = now - live_since(build), now - activity.active_at
                 reason = reap_reason(self.policy, age, idle, build.website_id in deleted)
                 if reason is not None:
                     self.stop(build, reason, explain(reason, self.policy, age, idle))
+
+    def past_disk_quota(self, build: BuildJob) -> str | None:
+        """Why a live preview must stop for what it wrote, None while within its quota."""
+        quota = DiskQuota(self.settings.disk_quota_mb << 20)
+        if not quota.due(0) or not build.container_id:
+            return None
+        used = self.runtime.disk_used(build.container_id)
+        why = quota.observe([used or 0], 0)
+        return None if why is None else f"it {why}"
 
     def restart_or_stop(self, build: BuildJob, container: dict) -> None:
         """A live preview whose container stopped under it (a host reboot; its server crashed):
@@ -192,6 +204,8 @@ class Collector(StorageCollection):
                     f"held by build {owner_build(owner)[:12]}, which is not live",
                     port=port,
                 )
+        if not self.dry_run:  # a port nobody holds has nobody's visits to count
+            self.ctx.visits.keep(set(pool.store.held()))
 
     # -- 5. files ------------------------------------------------------------------
 

@@ -204,3 +204,15 @@ def test_an_unreadable_tree_means_rebuild_everything() -> None:
     assert install_script_packages(None, None) is None
     assert install_script_packages(b"{not json", None) is None
     assert install_script_packages(lock(), b"garbage") == []
+
+
+def test_a_cache_fill_keeps_only_the_installed_tree() -> None:
+    import subprocess
+
+    from orchestrator.core.installs import keeping_only_the_install
+
+    command = keeping_only_the_install("npm ci")
+    assert command.startswith("npm ci && { ")
+    assert "! -name 'node_modules'" in command and "! -name 'package-lock.json'" in command
+    assert subprocess.run(["sh", "-n", "-c", command]).returncode == 0  # valid shell
+    assert "! -name 'package.json'" in keeping_only_the_install("npm ci", also=("package.json",))

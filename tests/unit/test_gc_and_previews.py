@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.adapters.memory_runtime import MemoryRuntime
 from orchestrator.adapters.runtime import HOLD, KIND_DEPS, ContainerSpec
+from orchestrator.adapters.visits import MemoryVisits
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.expiry import Activity, StopReason
@@ -16,7 +17,7 @@ from orchestrator.core.status import Status
 from orchestrator.pipeline.cache import DependencyCache, image_ref
 from orchestrator.service.gc import collect
 from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
-from orchestrator.state.previews import retire_replaced, stop_preview
+from orchestrator.state.previews import mark_live, retire_replaced, stop_preview
 from tests.unit.conftest import record
 
 NS = defaults.LABEL_NAMESPACE
@@ -82,6 +83,36 @@ def test_gc_stops_an_idle_preview(ctx: Context, alice: ApiToken) -> None:
     assert record(ctx, build.id).stop_reason == "idle"
 
 
+def test_a_preview_that_requests_itself_is_still_reaped_as_idle(ctx: Context, alice: ApiToken) -> None:
+    build = live_preview(ctx, alice)
+    assert build.container_id and isinstance(ctx.visits, MemoryVisits)
+    mark_live(ctx, build.id, build.container_id, 41000)
+    ctx.stores.activity.save(build.id, Activity(0, time.time() - 3600))
+    memory(ctx).containers[build.container_id].traffic += 500  # its own requests, inside it
+    report = collect(ctx, idle_ttl=60)
+    assert [(a.action, a.target) for a in report.actions] == [("stop preview", build.id)]
+    assert record(ctx, build.id).stop_reason == "idle"
+
+
+def test_a_visit_from_outside_keeps_a_preview_alive(ctx: Context, alice: ApiToken) -> None:
+    build = live_preview(ctx, alice)
+    assert build.container_id and isinstance(ctx.visits, MemoryVisits)
+    mark_live(ctx, build.id, build.container_id, 41000)
+    ctx.stores.activity.save(build.id, Activity(0, time.time() - 3600))
+    ctx.visits.visit(41000)
+    assert collect(ctx, idle_ttl=60).actions == []
+    assert record(ctx, build.id).status == Status.RUNNING
+
+
+def test_gc_stops_counting_visits_to_ports_nobody_holds(ctx: Context, alice: ApiToken) -> None:
+    build = live_preview(ctx, alice)
+    assert build.container_id
+    ctx.visits.watch(41000)
+    ctx.visits.watch(41999)  # a preview stopped since
+    collect(ctx)
+    assert ctx.visits.count(41000) is not None and ctx.visits.count(41999) is None
+
+
 def test_gc_keeps_a_preview_in_use(ctx: Context, alice: ApiToken) -> None:
     build = live_preview(ctx, alice)
     assert collect(ctx, idle_ttl=60).actions == []
@@ -92,6 +123,19 @@ def test_gc_stops_an_expired_preview(ctx: Context, alice: ApiToken) -> None:
     build = live_preview(ctx, alice)
     report = collect(ctx, max_age=0)
     assert record(ctx, build.id).stop_reason == "expired" and report.actions[0].port == 41000
+
+
+def test_gc_stops_a_preview_that_wrote_past_its_disk_quota(ctx: Context, alice: ApiToken) -> None:
+    ctx.settings.disk_quota_mb = 1
+    build = live_preview(ctx, alice)
+    assert build.container_id
+    assert collect(ctx).actions == []  # within its quota
+    memory(ctx).containers[build.container_id].written = 2 << 20
+    report = collect(ctx)
+    assert [(a.action, a.reason) for a in report.actions] == [
+        ("stop preview", "disk-quota: it wrote more than 1 MB (a build's disk quota)")
+    ]
+    assert record(ctx, build.id).stop_reason == "disk-quota" and memory(ctx).list_ours() == []
 
 
 def test_a_dry_run_changes_nothing(ctx: Context, alice: ApiToken) -> None:
