@@ -27,6 +27,8 @@ from orchestrator.adapters.runtime import KIND_CHECK
 from orchestrator.adapters.uploads import extract_upload
 from orchestrator.context import Context
 from orchestrator.core import defaults
+from orchestrator.core.advisories import locked_vite, pinned_vite, refusal
+from orchestrator.core.exceptions import BuildFailed
 from orchestrator.core.installs import LOCKFILES
 from orchestrator.core.plan import BuildPlan, TypeCheck, make_plan
 from orchestrator.core.status import Status, StepName
@@ -39,6 +41,18 @@ from orchestrator.pipeline.preview import PreviewProbe, adopt, after_live
 from orchestrator.pipeline.reuse import find_identical
 from orchestrator.state.models import BuildJob
 from orchestrator.state.recorder import BuildRecorder
+
+VITE_MANIFEST = f"{defaults.CONTAINER_WORKDIR}/node_modules/vite/package.json"
+
+
+def _version_of(manifest: bytes | None) -> str | None:
+    import json
+
+    try:
+        version = json.loads(manifest or b"{}").get("version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, str) else None
 
 
 class ReusedFailure(Exception):
@@ -87,6 +101,10 @@ class Build(BuildRun):
         self.port = self.ctx.port_pool().allocate(self.port_owner)
         lockfile = next((f for f in LOCKFILES if f in extracted.files), None)
         lockfile_text = (workspace / lockfile).read_text(errors="replace") if lockfile else None
+        if extracted.package is not None:  # what the upload pins, before anything is installed
+            self.refuse_vulnerable_vite(
+                locked_vite(lockfile, lockfile_text) or pinned_vite(extracted.package)
+            )
         plan = make_plan(extracted.files, extracted.package, self.port, lockfile_text)
         typecheck = self.typecheck(plan, previous)
         self.access = registry_access(s)
@@ -118,6 +136,9 @@ class Build(BuildRun):
             self.start_check(typecheck.command, (image, workspace) if image and untouched else None)
         else:
             self.recorder.skip_step(StepName.TYPECHECK, typecheck.reason)
+        if plan.install is not None:  # what was installed, whatever the ranges and lockfile said
+            installed = self.ctx.runtime.read_file(self.container_id, VITE_MANIFEST)
+            self.refuse_vulnerable_vite(_version_of(installed))
         self.recorder.start_step(StepName.SERVE, alongside=typecheck.command is not None)
         self.steps.start(StepName.SERVE, time.monotonic())
         self.runner.service(StepName.SERVE, self.container_id, plan.serve)
@@ -132,6 +153,14 @@ class Build(BuildRun):
         self.recorder.running(url)
         after_live(self)
         return url
+
+    def refuse_vulnerable_vite(self, version: str | None) -> None:
+        """Fail the build when this Vite has published holes in its development server."""
+        if version is None or not self.ctx.settings.refuse_vulnerable_vite:
+            return
+        found = refusal(version)
+        if found is not None:
+            raise BuildFailed(StepName.INSTALL, found.message)
 
     def remove_leftovers(self) -> None:
         """Remove what an earlier attempt of this build left (it was killed, or the engine was
