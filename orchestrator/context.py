@@ -26,6 +26,7 @@ from orchestrator.adapters.database import Database
 from orchestrator.adapters.egress import Egress, MemoryEgress
 from orchestrator.adapters.host import port_is_bindable
 from orchestrator.adapters.runtime import Runtime
+from orchestrator.adapters.visits import MemoryVisits, Visits
 from orchestrator.config import Settings
 from orchestrator.coordination import keys
 from orchestrator.coordination.stores import Stores, memory_stores, redis_stores
@@ -49,11 +50,13 @@ class Context:
     """This process's worker name, when it is a build worker (its builds' heartbeats say it lives)."""
     egress: Egress = field(default_factory=MemoryEgress)
     """Where build containers may connect, as this host enforces it (the firewall when real)."""
+    visits: Visits = field(default_factory=MemoryVisits)
+    """Traffic to previews from outside their containers (what idleness is judged by)."""
 
     @classmethod
     def connect(cls, settings: Settings) -> Context:
         from orchestrator.adapters.docker_runtime import DockerRuntime
-        from orchestrator.adapters.firewall import IptablesEgress
+        from orchestrator.adapters.firewall import IptablesEgress, IptablesVisits
 
         if settings.database_url is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +71,7 @@ class Context:
             DockerRuntime(settings),
             redis,
             egress=IptablesEgress(),
+            visits=IptablesVisits(),
         )
 
     @classmethod

@@ -41,7 +41,7 @@ class DockerContainers(DockerBase):
             labels=labels(
                 s, build_id=spec.build_id, website_id=spec.website_id, kind=spec.kind, serve=spec.serve
             ),
-            user=defaults.CONTAINER_USER,
+            user=spec.user,
             working_dir=defaults.CONTAINER_WORKDIR,
             mem_limit=s.memory_limit,
             memswap_limit=s.memory_limit,  # no swap on top of the memory limit
@@ -101,7 +101,7 @@ class DockerContainers(DockerBase):
             container_id,
             command,
             environment=env or None,
-            user=defaults.CONTAINER_USER,
+            user="",  # the container's own user (its build's)
             workdir=defaults.CONTAINER_WORKDIR,
         )
         exec_id = str(created["Id"])
@@ -171,6 +171,6 @@ class DockerContainers(DockerBase):
             "run a command in the container",
             self.client.containers.get(container_id).exec_run,
             command,
-            user=defaults.CONTAINER_USER,
+            user="",  # the container's own user
         )
         return int(result.exit_code), result.output.decode("utf-8", "replace")

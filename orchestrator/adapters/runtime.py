@@ -94,6 +94,8 @@ class ContainerSpec:
     worker runs each step in it with ``docker exec``."""
     networked: bool = True
     """False: no network at all (a type check needs none)."""
+    user: str = defaults.CONTAINER_USER
+    """uid:gid its processes run as (a build's own: defaults.build_user)."""
     serve: str | None = None
     """The development server's command, kept as a label (SERVE_LABEL)."""
     store_volume: str | None = None

@@ -11,28 +11,32 @@ from typing import IO
 
 from orchestrator.core import defaults
 
-UID = GID = 1000
-"""Owner of the copied files inside the container (the image's unprivileged user)."""
-
-
-def _owned_by_builder(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if info.issym() or info.islnk():
-        return None
-    info.uid, info.gid, info.uname, info.gname = UID, GID, "builder", "builder"
-    return info
-
 
 def pack_for_container(
-    source: Path | Mapping[str, bytes], extra: dict[str, bytes] | None = None
+    source: Path | Mapping[str, bytes],
+    extra: dict[str, bytes] | None = None,
+    user: str = defaults.CONTAINER_USER,
 ) -> IO[bytes]:
     """A tar, to be extracted at ``/`` in the container, holding ``source`` (a folder, or
     relative path → contents) as the work directory and each ``extra`` file (absolute
-    container path → contents)."""
+    container path → contents), owned by ``user`` (uid:gid), the work directory too."""
+    uid, gid = (int(n) for n in user.split(":"))
+
+    def _owned_by_builder(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if info.issym() or info.islnk():
+            return None
+        info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+        return info
+
     spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (returned open)
     workdir = defaults.CONTAINER_WORKDIR.strip("/")
     folder = source if isinstance(source, Path) else None
     files = {} if isinstance(source, Path) else dict(source)
     with tarfile.open(fileobj=spool, mode="w") as tar:
+        top = _owned_by_builder(tarfile.TarInfo(workdir))
+        assert top is not None
+        top.type, top.mode = tarfile.DIRTYPE, 0o775  # the work directory becomes the build's own
+        tar.addfile(top)
         for path in sorted(folder.rglob("*")) if folder else []:
             assert folder is not None
             arcname = f"{workdir}/{path.relative_to(folder).as_posix()}"

@@ -17,12 +17,14 @@ from orchestrator.adapters.runtime import ContainerSpec
 from orchestrator.adapters.workspace import pack_for_container
 from orchestrator.context import Context
 from orchestrator.core import defaults
+from orchestrator.core.disk_quota import DiskQuota
 from orchestrator.core.exceptions import (
     BuildFailed,
     OrchestratorError,
     RegistryUnreachable,
     RuntimeUnavailable,
 )
+from orchestrator.core.failures import label
 from orchestrator.core.follower import Follower, Log, Passed, Probe, Verdict
 from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Outcome, StepName
@@ -80,6 +82,7 @@ class BuildRun:
         successor's."""
         steps = Steps(step_timeouts(self.ctx), time.monotonic(), s.build_timeout)
         self.follower = Follower(steps, s.memory_limit)
+        self.disk = DiskQuota(s.disk_quota_mb << 20)
         self.runner = StepRunner(self.ctx.runtime, self.build_id)
 
     @property
@@ -94,9 +97,11 @@ class BuildRun:
             self.build_id,
             self.website_id,
             None,
-            {**self.env, **env_extra},
+            # HOME: the image's home folder is the image user's; /tmp is everyone's
+            {"HOME": "/tmp", **self.env, **env_extra},
             self.access.extra_hosts,
             nano_cpus=self.ctx.settings.build_nano_cpus,
+            user=defaults.build_user(self.port) if self.port is not None else defaults.CONTAINER_USER,
         )
         return replace(base, **overrides)  # type: ignore[arg-type]
 
@@ -106,7 +111,7 @@ class BuildRun:
         container_id = self.ctx.runtime.create_build_container(spec)
         self.owned.append(container_id)
         extra = {defaults.CONTAINER_CA_PATH: self.access.ca_bundle} if self.access.ca_bundle else {}
-        with pack_for_container(files, extra) as tar:
+        with pack_for_container(files, extra, spec.user) as tar:
             self.ctx.runtime.copy_in(container_id, tar)
         return container_id
 
@@ -121,6 +126,7 @@ class BuildRun:
         self.steps.start(step, time.monotonic())
         self.runner.exec(step, container_id, command)
         self.follow(lambda: step in self.steps.passed)
+        self.check_disk()  # what it wrote at the last moment counts as its own
         self.recorder.end_step(Outcome.OK, step)
 
     def run_alone(self, step: str, container_id: str) -> None:
@@ -131,6 +137,7 @@ class BuildRun:
         self.ctx.runtime.start(container_id)
         self.runner.container(step, container_id)
         self.follow(lambda: step in self.steps.passed)
+        self.check_disk()
 
     def follow(self, done: Callable[[], bool]) -> None:
         """Carry out the follower's decisions until ``done()``; raises BuildFailed (or an
@@ -149,6 +156,20 @@ class BuildRun:
                 elif isinstance(decision, Verdict):
                     raise failed(decision)
             self.check_cancelled()
+            if self.disk.due(time.monotonic()):
+                self.check_disk()
+
+    def check_disk(self) -> None:
+        """Measure what this run's containers wrote; past the quota the build fails (its
+        containers are then removed, so nothing of it is kept or committed)."""
+        if self.disk.limit <= 0:
+            return
+        containers = [*self.owned, *([self.container_id] if self.container_id not in self.owned else [])]
+        used = [u for c in containers if c and (u := self.ctx.runtime.disk_used(c)) is not None]
+        why = self.disk.observe(used, time.monotonic())
+        if why is not None:
+            step = self.recorder.current_step or StepName.INSTALL
+            raise BuildFailed(step, f"{label(step)} failed: {why}; nothing it wrote was kept")
 
     def check_cancelled(self) -> None:
         """Raise Cancelled if someone asked. With Redis away, nobody could have: the build goes

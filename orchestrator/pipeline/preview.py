@@ -105,7 +105,7 @@ def after_live(run: BuildRun) -> None:
     build is live whatever happens here: a failure is logged, and gc catches up."""
     assert run.container_id
     try:
-        mark_live(run.ctx, run.build_id, run.container_id)
+        mark_live(run.ctx, run.build_id, run.container_id, run.port)
         for old in retire_replaced(run.ctx, run.website_id):
             run.recorder.log(f"Stopped the preview of build {old}, which this one replaces")
     except (OrchestratorError, RedisError) as exc:
@@ -129,7 +129,7 @@ def revive(ctx: Context, build: BuildJob, serve: str, wait: float = 60.0) -> str
     while time.monotonic() < deadline:
         response = request(ctx.settings, port, "/")
         if response is not None and response.status_code < 500:
-            mark_live(ctx, build.id, container)  # a start is activity: not reaped as idle at once
+            mark_live(ctx, build.id, container, port)  # a start is activity: not reaped as idle at once
             return None
         state = runtime.state(container)
         if state is None or not state.running:

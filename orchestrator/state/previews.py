@@ -27,14 +27,26 @@ log = logging.getLogger(__name__)
 # -- activity ----------------------------------------------------------------------
 
 
-def mark_live(ctx: Context, build_id: str, container_id: str) -> None:
+def traffic(ctx: Context, container_id: str | None, port: int | None) -> int | None:
+    """The preview's traffic counter: what reached its port from outside its container (the
+    host's count, which the preview cannot move by requesting itself); where the host counts
+    nothing (no iptables), what its network namespace received."""
+    counted = ctx.visits.count(port) if port is not None else None
+    if counted is not None:
+        return counted
+    return ctx.runtime.traffic(container_id) if container_id else None
+
+
+def mark_live(ctx: Context, build_id: str, container_id: str, port: int | None) -> None:
     """A preview just went live: that is activity, and the counter to compare with later. The
     counter is read once the readiness probe's last segments have arrived (two equal reads), so
     that the probe does not count as someone's visit."""
-    counter = ctx.runtime.traffic(container_id)
+    if port is not None:
+        ctx.visits.watch(port)
+    counter = traffic(ctx, container_id, port)
     for _ in range(10):
         time.sleep(0.1)
-        again = ctx.runtime.traffic(container_id)
+        again = traffic(ctx, container_id, port)
         if again == counter:
             break
         counter = again
@@ -44,7 +56,7 @@ def mark_live(ctx: Context, build_id: str, container_id: str) -> None:
 def observe_activity(ctx: Context, build: BuildJob, now: float, save: bool = True) -> Activity:
     """Read the preview's traffic counter and return when it last moved."""
     previous = ctx.stores.activity.load(build.id)
-    counter = ctx.runtime.traffic(build.container_id) if build.container_id else None
+    counter = traffic(ctx, build.container_id, build.allocated_port)
     current = observe(previous, counter, now)
     if save and current != previous:
         ctx.stores.activity.save(build.id, current)

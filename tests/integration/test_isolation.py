@@ -75,7 +75,8 @@ def probe(runtime, container: str, host: str, port: int) -> str:
 def test_container_is_locked_down(runtime, live_container: str) -> None:
     info = runtime.client.api.inspect_container(live_container)
     host = info["HostConfig"]
-    assert info["Config"]["User"] == "1000:1000"
+    [port] = [int(p.split("/")[0]) for p in info["NetworkSettings"]["Ports"]]
+    assert info["Config"]["User"] == defaults.build_user(port) == f"{200_000 + port}:1000"  # its own UID
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["PidsLimit"] == defaults.PIDS_LIMIT
@@ -86,8 +87,8 @@ def test_container_is_locked_down(runtime, live_container: str) -> None:
     env = "\n".join(info["Config"]["Env"])
     for secret in ("REDIS", "DATABASE_URL", "ORCHESTRATOR_", "TOKEN"):
         assert secret not in env
-    code, out = runtime.exec(live_container, ["id", "-u"])
-    assert out.strip() == "1000"
+    code, out = runtime.exec(live_container, ["sh", "-c", "id -u; stat -c %u /app"])
+    assert out.split() == [str(200_000 + port)] * 2  # its files are its own
 
 
 def test_redis_api_and_host_services_are_out_of_reach(
@@ -98,6 +99,20 @@ def test_redis_api_and_host_services_are_out_of_reach(
     for address in [gateway, *host_addresses()]:
         for port in (6379, api_port, host_listener):
             assert probe(runtime, live_container, address, port) != "OPEN", f"{address}:{port} is reachable"
+
+
+def test_redis_listens_on_a_socket_only_root_opens_and_on_no_port() -> None:
+    import stat
+
+    from redis import Redis
+
+    mode = os.stat(defaults.REDIS_SOCKET)
+    assert stat.S_ISSOCK(mode.st_mode) and mode.st_uid == 0
+    assert stat.S_IMODE(mode.st_mode) & 0o077 == 0  # nobody but root may connect
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    assert os.environ["REDIS_URL"].startswith(f"unix://{defaults.REDIS_SOCKET}")
+    assert redis.config_get("port") == {"port": "0"}
+    redis.close()
 
 
 def test_the_registry_is_reachable_as_from_the_host(runtime, live_container: str) -> None:

@@ -180,7 +180,7 @@ def test_an_identical_upload_takes_over_the_live_preview(
 VITE_FILES = {
     "package.json": (
         '{"name": "app", "dependencies": {"local-lib": "file:./lib"},'
-        ' "devDependencies": {"typescript": "5.9.0", "vite": "7.0.0"}}'
+        ' "devDependencies": {"typescript": "5.9.0", "vite": "7.1.5"}}'
     ),
     "tsconfig.json": "{}",
     "index.html": "<script type=module src=/src/main.ts></script>",
@@ -289,6 +289,42 @@ def test_an_install_over_its_timeout_fails(ctx: Context, alice: ApiToken, port: 
     build_id = vite_build(ctx, alice)
     assert build(ctx, build_id, 1) is None
     assert record(ctx, build_id).error == "timed out while installing dependencies after 1 s"
+
+
+def test_an_install_writing_past_the_disk_quota_fails_and_nothing_of_it_is_kept(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    ctx.settings.disk_quota_mb = 1
+    runtime = scripted(ctx, {"npm install": Script(("filling the disk…",), seconds=30, writes=3 << 20)})
+    images_before = len(runtime.images_by_id)
+    build_id = vite_build(ctx, alice)
+    started = time.monotonic()
+    assert build(ctx, build_id, 1) is None
+    assert time.monotonic() - started < 5  # caught while it ran, not at its 30 s end
+    done = record(ctx, build_id)
+    assert done.status == Status.FAILED and done.error_step == "install"
+    assert done.error == (
+        "installing dependencies failed: wrote more than 1 MB (a build's disk quota); "
+        "nothing it wrote was kept"
+    )
+    assert runtime.list_ours() == [] and len(runtime.images_by_id) == images_before  # nothing committed
+
+
+def test_a_vulnerable_vite_pin_is_refused_before_anything_is_installed(
+    ctx: Context, alice: ApiToken, port: int
+) -> None:
+    runtime = scripted(ctx, SERVER_RUNS)
+    files = {**VITE_FILES, "package.json": '{"devDependencies": {"vite": "6.2.0"}}'}
+    with ctx.session() as session:
+        _, queued_build = create_website(ctx, session, alice, [("app.zip", io.BytesIO(site_zip(files)))])
+    build_id = admitted(ctx, queued_build.id)
+    assert build(ctx, build_id, 1) is None
+    done = record(ctx, build_id)
+    assert done.status == Status.FAILED and done.error_step == "install" and not done.infrastructure_fault
+    assert (done.error or "").startswith("Vite 6.2.0 has published security holes in its development server")
+    assert "GHSA-x574-m823-4x7w (CVE-2025-30208" in (done.error or "")
+    assert "Upgrade Vite to 6.3.6 or newer" in (done.error or "")
+    assert runtime.list_ours() == []  # no container was made
 
 
 def test_a_registry_that_cannot_be_reached_is_retried(ctx: Context, alice: ApiToken, port: int) -> None:
