@@ -180,6 +180,17 @@ def install_manifest(package: Mapping[str, Any]) -> bytes:
     return json.dumps(kept, indent=2, sort_keys=True).encode()
 
 
+ENTRY_FORMAT = 2
+"""What a cache entry is: 2 holds the installed tree only, group-writable for the builds' own
+users (1: the filler's whole layer, its user's alone). Entries of another format are neither
+hits nor near misses."""
+
+
+def entry_base(image_id: str) -> str:
+    """What an entry is made on: the Node image, in this entry format."""
+    return f"format-{ENTRY_FORMAT}:{image_id}"
+
+
 def cache_key(manifest: bytes, inputs: Mapping[str, bytes], *, image_id: str, registry: str) -> str:
     """sha256 of everything that decides node_modules: the manifest (with a lockfile, its
     dependency fields still matter: npm ci refuses a lockfile that disagrees), the install's

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from orchestrator.core.installs import InstallPlan, cache_key, install_manifest
+from orchestrator.core.installs import InstallPlan, cache_key, entry_base, install_manifest
 from orchestrator.core.status import Outcome, StepName
 from orchestrator.pipeline.cache import DependencyCache
 from orchestrator.pipeline.containers import BuildRun
@@ -22,7 +22,7 @@ def prepare_dependencies(run: BuildRun, install: InstallPlan, package: dict, wor
     manifest = install_manifest(package)
     inputs = {name: (workspace / name).read_bytes() for name in install.inputs}
     base = ctx.runtime.image(s.node_image)
-    base_id = base["Id"] if base else s.node_image
+    base_id = entry_base(base["Id"] if base else s.node_image)
     key = cache_key(manifest, inputs, image_id=base_id, registry=s.npm_registry)
     recorder.update(deps_key=key)
     found = cache.lookup(key)
