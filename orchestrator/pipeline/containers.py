@@ -97,8 +97,8 @@ class BuildRun:
             self.build_id,
             self.website_id,
             None,
-            # HOME: the image's home folder is the image user's; /tmp is everyone's
-            {"HOME": "/tmp", **self.env, **env_extra},
+            # the image's home folder (and npm's cache in it) is the image user's; /tmp is everyone's
+            {"HOME": "/tmp", "npm_config_cache": "/tmp/npm-cache", **self.env, **env_extra},
             self.access.extra_hosts,
             nano_cpus=self.ctx.settings.build_nano_cpus,
             user=defaults.build_user(self.port) if self.port is not None else defaults.CONTAINER_USER,

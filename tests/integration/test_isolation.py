@@ -150,7 +150,7 @@ def test_a_job_put_in_redis_naming_another_function_is_refused_not_run(api_url: 
 
 
 @dataclass(frozen=True)
-class TestHost:
+class NamespaceHost:
     """A host of this test's own: a network namespace joined to this host by a veth pair,
     with a web server listening on ``address``:``port``."""
 
@@ -163,9 +163,9 @@ def run(*command: str) -> None:
 
 
 @contextlib.contextmanager
-def test_host(
+def namespace_host(
     name: str, host_side: str, ns_side: str, port: int, ipv6: tuple[str, str] | None = None
-) -> Iterator[list[TestHost]]:
+) -> Iterator[list[NamespaceHost]]:
     namespace, outer, inner = f"wobt-{name}", f"wobt{name}0", f"wobt{name}1"
     subprocess.run(["ip", "netns", "del", namespace], capture_output=True)  # a leftover of a killed run
     subprocess.run(["ip", "link", "del", outer], capture_output=True)
@@ -181,8 +181,8 @@ def test_host(
             run("ip", "netns", "exec", namespace, "ip", "-6", "addr", "add", ipv6[1], "dev", inner, "nodad")
         run("ip", "link", "set", outer, "up")
         run("ip", "netns", "exec", namespace, "ip", "link", "set", inner, "up")
-        hosts = [TestHost(ns_side.split("/")[0], port)] + (
-            [TestHost(ipv6[1].split("/")[0], port)] if ipv6 else []
+        hosts = [NamespaceHost(ns_side.split("/")[0], port)] + (
+            [NamespaceHost(ipv6[1].split("/")[0], port)] if ipv6 else []
         )
         for host in hosts:
             servers.append(
@@ -222,16 +222,16 @@ def test_host(
 
 
 @pytest.fixture(scope="module")
-def test_hosts() -> Iterator[dict[str, TestHost]]:
+def test_hosts() -> Iterator[dict[str, NamespaceHost]]:
     """A private-address host (IPv4 and IPv6) and a metadata service at 169.254.169.254."""
     import shutil
 
     require(shutil.which("ip") is not None and os.geteuid() == 0, "iproute2 (ip netns), as root")
     with (
-        test_host(
+        namespace_host(
             "lan", "10.213.77.1/30", "10.213.77.2/30", 8080, ("fd57:6f62::1/64", "fd57:6f62::2/64")
         ) as lan,
-        test_host("meta", "169.254.169.253/30", "169.254.169.254/30", 80) as meta,
+        namespace_host("meta", "169.254.169.253/30", "169.254.169.254/30", 80) as meta,
     ):
         yield {"lan": lan[0], "lan6": lan[1], "metadata": meta[0]}
 
