@@ -83,11 +83,18 @@ def test_gc_stops_an_idle_preview(ctx: Context, alice: ApiToken) -> None:
     assert record(ctx, build.id).stop_reason == "idle"
 
 
-def test_a_preview_that_requests_itself_is_still_reaped_as_idle(ctx: Context, alice: ApiToken) -> None:
-    build = live_preview(ctx, alice)
-    assert build.container_id and isinstance(ctx.visits, MemoryVisits)
+def quiet_for_an_hour(ctx: Context, owner: ApiToken) -> BuildJob:
+    """A live preview whose visits the host counts, last visited an hour ago."""
+    build = live_preview(ctx, owner)
+    assert build.container_id
     mark_live(ctx, build.id, build.container_id, 41000)
     ctx.stores.activity.save(build.id, Activity(0, time.time() - 3600))
+    return build
+
+
+def test_a_preview_that_requests_itself_is_still_reaped_as_idle(ctx: Context, alice: ApiToken) -> None:
+    build = quiet_for_an_hour(ctx, alice)
+    assert build.container_id
     memory(ctx).containers[build.container_id].traffic += 500  # its own requests, inside it
     report = collect(ctx, idle_ttl=60)
     assert [(a.action, a.target) for a in report.actions] == [("stop preview", build.id)]
@@ -95,10 +102,8 @@ def test_a_preview_that_requests_itself_is_still_reaped_as_idle(ctx: Context, al
 
 
 def test_a_visit_from_outside_keeps_a_preview_alive(ctx: Context, alice: ApiToken) -> None:
-    build = live_preview(ctx, alice)
-    assert build.container_id and isinstance(ctx.visits, MemoryVisits)
-    mark_live(ctx, build.id, build.container_id, 41000)
-    ctx.stores.activity.save(build.id, Activity(0, time.time() - 3600))
+    build = quiet_for_an_hour(ctx, alice)
+    assert isinstance(ctx.visits, MemoryVisits)
     ctx.visits.visit(41000)
     assert collect(ctx, idle_ttl=60).actions == []
     assert record(ctx, build.id).status == Status.RUNNING
