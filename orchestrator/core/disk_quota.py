@@ -24,6 +24,16 @@ def size_text(size: int) -> str:
     return f"{gb:g} GB" if gb >= 1 and gb == int(gb) else f"{mb:.0f} MB"
 
 
+def disk_mode(limit: int) -> str:
+    """What is in force, for the build log."""
+    if limit <= 0:
+        return "no quota (ORCHESTRATOR_DISK_QUOTA_MB=0)"
+    return (
+        f"each container may write {size_text(limit)} on top of its image, measured every "
+        f"{MIN_INTERVAL:g} to {MAX_INTERVAL:g} s and stopped past it (the engine does not enforce a size)"
+    )
+
+
 @dataclass
 class DiskQuota:
     limit: int

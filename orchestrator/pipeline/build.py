@@ -28,6 +28,7 @@ from orchestrator.adapters.uploads import extract_upload
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.advisories import locked_vite, pinned_vite, refusal
+from orchestrator.core.disk_quota import disk_mode
 from orchestrator.core.exceptions import BuildFailed
 from orchestrator.core.installs import LOCKFILES
 from orchestrator.core.plan import BuildPlan, TypeCheck, make_plan
@@ -111,6 +112,7 @@ class Build(BuildRun):
         for note in self.access.notes:
             self.recorder.log(f"Registry: {note}")
         self.recorder.log(f"Egress: {confine_egress(self.ctx, self.access)}")
+        self.recorder.log(f"Disk: {disk_mode(s.disk_quota_mb << 20)}")
         self.env = {**(plan.install.env if plan.install else {}), **self.access.env}
 
         image = None

@@ -346,6 +346,10 @@ def test_egress_is_confined_to_the_registry_before_any_container_starts(
     assert isinstance(ctx.egress, MemoryEgress)
     assert ctx.egress.allowed() == [Destination("127.0.0.1", 4873)]  # the settings' registry
     assert "Egress: only 127.0.0.1:4873 (the registry and proxy)" in log_of(ctx, build_id)
+    assert (
+        "Disk: each container may write 2 GB on top of its image, measured every 1 to 10 s and "
+        "stopped past it (the engine does not enforce a size)"
+    ) in log_of(ctx, build_id)
 
 
 def test_a_host_that_cannot_confine_egress_builds_nothing(ctx: Context, alice: ApiToken, port: int) -> None:
