@@ -65,14 +65,19 @@ def cache_images(runtime, stack: Stack) -> list[dict]:
     return runtime.client.api.images(filters={"label": mine})
 
 
-def entry_files(runtime, stack: Stack, deps_key: str) -> tuple[set[str], str]:
-    """What a cache entry holds in the work folder, and anything in /tmp, /var/tmp or home."""
+def entry_files(runtime, stack: Stack, deps_key: str) -> tuple[set[str], set[str]]:
+    """What a cache entry holds in the work folder, and what it added to /tmp, /var/tmp and
+    the home folder (beyond what the Node image has there)."""
     image = f"{defaults.DEPS_REPOSITORY}:{stack.env['ORCHESTRATOR_INSTANCE_ID']}-{deps_key[:48]}"
-    out = runtime.client.containers.run(
-        image, ["sh", "-c", 'ls -A /app; echo --; ls -A /tmp /var/tmp "$HOME" | grep -v :$'], remove=True
-    ).decode()
-    work, _, elsewhere = out.partition("--\n")
-    return set(work.split()), elsewhere.strip()
+    listing = ["sh", "-c", "ls -A /app; echo --; find /tmp /var/tmp /home/builder -mindepth 1"]
+
+    def files_of(name: str) -> tuple[set[str], set[str]]:
+        out = runtime.client.containers.run(name, listing, remove=True, user="0").decode()
+        work, _, elsewhere = out.partition("--\n")
+        return set(work.split()), set(elsewhere.split())
+
+    work, elsewhere = files_of(image)
+    return work, elsewhere - files_of(defaults.NODE_IMAGE)[1]
 
 
 def test_same_dependencies_hit_the_cache_and_new_ones_miss(stack: Stack, runtime, tmp_path: Path) -> None:
@@ -82,7 +87,7 @@ def test_same_dependencies_hit_the_cache_and_new_ones_miss(stack: Stack, runtime
     assert any(line.startswith("Dependency cache: miss") for line in first["logs"])
     work, elsewhere = entry_files(runtime, stack, first["depsKey"])
     assert "node_modules" in work and work <= {"node_modules", "package.json", "package-lock.json"}, work
-    assert elsewhere == ""  # no npm cache, nothing in /tmp or home
+    assert elsewhere == set()  # no npm cache, nothing in /tmp or home
 
     second = live(build(client, vite_project(tmp_path / "b", "cache-b")))  # other files, same deps
     assert second["steps"]["install"]["status"] == "cached"
@@ -188,7 +193,7 @@ def test_pnpm_and_yarn_install_with_their_own_tool(
     assert any(f"Dependencies: {manager} (corepack {manager} install)" in line for line in first["logs"])
     if manager == "pnpm":
         assert in_container(runtime, first, "test -d node_modules/.pnpm")[0] == 0
-    assert entry_files(runtime, stack, first["depsKey"]) == ({"node_modules", lockfile}, "")  # no store
+    assert entry_files(runtime, stack, first["depsKey"]) == ({"node_modules", lockfile}, set())  # no store
 
     code, generated = in_container(runtime, first, f"cat {lockfile}")  # written by the tool itself
     assert code == 0 and generated
