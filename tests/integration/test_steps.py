@@ -150,7 +150,8 @@ def test_the_project_cannot_reach_the_package_store(
     a postinstall writing where the fetcher mounts it writes only in its own container."""
     from orchestrator.pipeline.fill import store_name
 
-    write = "node -e \"require('fs').writeFileSync('/var/cache/npm-store/TAMPERED-4711','x')\""
+    # (as the build's own user it may not even write there in its own container: that is fine too)
+    write = "echo x > /var/cache/npm-store/TAMPERED-4711 || true"
     site = vite_project(
         tmp_path / "store", "store-probe", scripts={"postinstall": write}, dependencies={"is-even": "1.0.0"}
     )
