@@ -49,6 +49,10 @@ def registry_access(settings: Settings) -> RegistryAccess:
         "npm_config_fetch_retries": "2",
         "npm_config_fetch_retry_mintimeout": "2000",
         "npm_config_fetch_retry_maxtimeout": "10000",
+        # yarn has a registry setting of its own (1: yarn_registry; 2+: npmRegistryServer),
+        # which would name yarn's own host: that is not reachable (registry-only egress)
+        "YARN_REGISTRY": settings.npm_registry,
+        "YARN_NPM_REGISTRY_SERVER": settings.npm_registry.rstrip("/"),
         # corepack fetches pnpm and yarn themselves from the same registry, without asking
         "COREPACK_NPM_REGISTRY": settings.npm_registry.rstrip("/"),
         "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",

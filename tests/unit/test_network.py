@@ -10,6 +10,9 @@ def test_registry_host_is_resolved_on_the_host(monkeypatch, tmp_path):
     access = network.registry_access(Settings(npm_registry="https://npm.corp.example/repo/", ca_bundle=ca))
     assert access.extra_hosts == {"npm.corp.example": "10.1.2.3"}
     assert access.env["npm_config_registry"] == "https://npm.corp.example/repo/"
+    # every tool asks the same registry: yarn has settings of its own
+    assert access.env["YARN_REGISTRY"] == "https://npm.corp.example/repo/"
+    assert access.env["YARN_NPM_REGISTRY_SERVER"] == "https://npm.corp.example/repo"
     assert access.env["NODE_EXTRA_CA_CERTS"] == defaults.CONTAINER_CA_PATH
     assert access.ca_bundle == ca.read_bytes()
 
