@@ -77,7 +77,8 @@ def entry_files(runtime, stack: Stack, deps_key: str) -> tuple[set[str], set[str
         return set(work.split()), set(elsewhere.split())
 
     work, elsewhere = files_of(image)
-    return work, elsewhere - files_of(defaults.NODE_IMAGE)[1]
+    ours = {defaults.CONTAINER_CA_PATH}  # the host's CA bundle, copied into every container
+    return work, elsewhere - files_of(defaults.NODE_IMAGE)[1] - ours
 
 
 def test_same_dependencies_hit_the_cache_and_new_ones_miss(stack: Stack, runtime, tmp_path: Path) -> None:
