@@ -68,6 +68,32 @@ class DockerContainers(DockerBase):
         self._call("copy the files into the container", self.client.api.put_archive, container_id, "/", tar)
 
     def start(self, container_id: str) -> None:
+        try:
+            self.client.api.start(container_id)
+            return
+        except DockerNotFound:
+            raise
+        except APIError as exc:
+            if "already exists in network" not in str(exc):
+                raise RuntimeUnavailable(f"Docker failed to start the build container: {exc}") from exc
+        except (DockerException, RequestException) as exc:
+            raise RuntimeUnavailable(f"Docker failed to start the build container: {exc}") from exc
+        # An engine that restarted while a container of this name was on the builds' network can
+        # keep its endpoint after that container is gone. Docker deletes an endpoint by force only
+        # when no container has its name: step this one aside, delete it, and start again.
+        name = self._call("inspect the container", self.client.api.inspect_container, container_id)["Name"]
+        name = name.lstrip("/")
+        self._call("rename the container", self.client.api.rename, container_id, f"{name}-starting")
+        try:
+            self._call(
+                "remove a stale network endpoint",
+                self.client.api.disconnect_container_from_network,
+                name,
+                defaults.BUILD_NETWORK,
+                force=True,
+            )
+        finally:
+            self._call("rename the container", self.client.api.rename, container_id, name)
         self._call("start the build container", self.client.api.start, container_id)
 
     def log_lines(self, container_id: str) -> Iterator[str]:
