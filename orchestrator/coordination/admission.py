@@ -123,6 +123,9 @@ class Admission(Protocol):
 
     def waiting(self, count: int = 1000) -> list[str]: ...
 
+    def deferred(self) -> list[str]:
+        """Builds backing off before they wait again (see ``defer``)."""
+
     def active(self) -> dict[str, str]: ...
 
     def owners(self, build_ids: list[str]) -> dict[str, str]: ...
@@ -190,6 +193,10 @@ class RedisAdmission:
 
     def waiting(self, count: int = 1000) -> list[str]:
         found: Any = self.redis.zrange(keys.WAITING, 0, count - 1)
+        return [keys.text(b) or "" for b in found]
+
+    def deferred(self) -> list[str]:
+        found: Any = self.redis.zrange(keys.DEFERRED, 0, -1)
         return [keys.text(b) or "" for b in found]
 
     def active(self) -> dict[str, str]:
@@ -269,6 +276,10 @@ class MemoryAdmission:
     def waiting(self, count: int = 1000) -> list[str]:
         with self._lock:
             return self._order()[:count]
+
+    def deferred(self) -> list[str]:
+        with self._lock:
+            return sorted(self._deferred)
 
     def active(self) -> dict[str, str]:
         with self._lock:

@@ -140,13 +140,13 @@ Jobs = RQJobs | MemoryJobs
 def reconcile(ctx: Context, jobs: Jobs) -> list[str]:
     """Make the coordination stores agree with the database; returns what was put back.
 
-    - a queued build that is neither waiting nor admitted (Redis lost it) waits again, at the
-      place its arrival and priority give it;
+    - a queued build that is neither waiting, backing off nor admitted (Redis lost it) waits
+      again, at the place its arrival and priority give it;
     - an admitted build whose RQ job is gone gets its job again;
     - an admitted build that the database says is over frees its slot.
     """
     gate = ctx.stores.admission
-    waiting, active = set(gate.waiting(100_000)), gate.active()
+    waiting, active = set(gate.waiting(100_000)) | set(gate.deferred()), gate.active()
     with ctx.session() as session:
         queued = session.exec(select(BuildJob).where(BuildJob.status == Status.QUEUED)).all()
         over = session.exec(

@@ -139,10 +139,10 @@ def test_a_withdrawn_build_is_not_admitted(stores: Stores) -> None:
 
 def test_a_deferred_build_waits_again_only_when_due(stores: Stores) -> None:
     stores.admission.defer("retry", 7, 5.0, until=100.0)
-    assert stores.admission.waiting() == []
+    assert stores.admission.waiting() == [] and stores.admission.deferred() == ["retry"]
     assert stores.admission.due(now=99.0) == []
     assert stores.admission.due(now=100.0) == ["retry"]
-    assert stores.admission.waiting() == ["retry"]
+    assert stores.admission.waiting() == ["retry"] and stores.admission.deferred() == []
     assert stores.admission.owners(["retry"]) == {"retry": "7"}
     assert stores.admission.due(now=200.0) == []
 

@@ -213,6 +213,14 @@ def test_reconcile_puts_back_a_queued_build_the_stores_lost(ctx: Context, alice:
     assert ctx.stores.admission.waiting() == [build.id]
 
 
+def test_reconcile_leaves_a_build_backing_off_to_its_back_off(ctx: Context, alice: ApiToken) -> None:
+    _, build = upload(ctx, alice)
+    ctx.stores.admission.withdraw(build.id)
+    ctx.stores.admission.defer(build.id, alice.id or 0, 1.0, until=time.time() + 60)  # a retry
+    assert reconcile(ctx, MemoryJobs()) == []
+    assert ctx.stores.admission.waiting() == [] and ctx.stores.admission.deferred() == [build.id]
+
+
 def test_cancelling_a_building_build_answers_once_its_worker_stopped_it(
     ctx: Context, alice: ApiToken
 ) -> None:
