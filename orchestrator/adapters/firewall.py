@@ -158,7 +158,7 @@ class IptablesVisits:
 
     @property
     def chain(self) -> str:
-        return f"{self.bridge.upper()}-VISITS"[:28]
+        return chain_name(self.bridge, "VISITS")
 
     @property
     def _iptables(self) -> _Family | None:

@@ -27,9 +27,9 @@ class Destination:
         return f"{self.address}:{self.port}"
 
 
-def chain_name(bridge: str) -> str:
-    """The firewall chain of a bridge's egress rules (iptables allows 28 characters)."""
-    return f"{bridge.upper()}-EGRESS"[:28]
+def chain_name(bridge: str, purpose: str = "EGRESS") -> str:
+    """The firewall chain of a bridge's rules for ``purpose`` (iptables allows 28 characters)."""
+    return f"{bridge.upper()}-{purpose}"[:28]
 
 
 def allowed_destinations(urls: Iterable[str | None], resolved: Mapping[str, str]) -> list[Destination]:

@@ -159,13 +159,17 @@ class BuildRun:
             if self.disk.due(time.monotonic()):
                 self.check_disk()
 
+    def containers(self) -> list[str]:
+        """Every container this run made, the build container included, once each."""
+        extra = [self.container_id] if self.container_id and self.container_id not in self.owned else []
+        return [*self.owned, *extra]
+
     def check_disk(self) -> None:
         """Measure what this run's containers wrote; past the quota the build fails (its
         containers are then removed, so nothing of it is kept or committed)."""
         if self.disk.limit <= 0:
             return
-        containers = [*self.owned, *([self.container_id] if self.container_id not in self.owned else [])]
-        used = [u for c in containers if c and (u := self.ctx.runtime.disk_used(c)) is not None]
+        used = [u for c in self.containers() if (u := self.ctx.runtime.disk_used(c)) is not None]
         why = self.disk.observe(used, time.monotonic())
         if why is not None:
             step = self.recorder.current_step or StepName.INSTALL
@@ -189,7 +193,7 @@ class BuildRun:
     def clean_up(self) -> None:
         """Remove what this attempt made: its files, containers and images; free its port."""
         self.remove_workspace()
-        for container in [*self.owned, *([self.container_id] if self.container_id else [])]:
+        for container in self.containers():
             try:
                 self.ctx.runtime.remove(container)
             except OrchestratorError as exc:

@@ -114,7 +114,7 @@ class Collector(StorageCollection):
     def past_disk_quota(self, build: BuildJob) -> str | None:
         """Why a live preview must stop for what it wrote, None while within its quota."""
         quota = DiskQuota(self.settings.disk_quota_mb << 20)
-        if not quota.due(0) or not build.container_id:
+        if quota.limit <= 0 or not build.container_id:
             return None
         used = self.runtime.disk_used(build.container_id)
         why = quota.observe([used or 0], 0)
