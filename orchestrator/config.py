@@ -131,9 +131,30 @@ class Settings(BaseSettings):
     max_attempts: int = defaults.MAX_ATTEMPTS
 
     idle_ttl: int = defaults.IDLE_TTL
-    """Seconds without traffic after which a live preview is stopped."""
+    """Seconds without traffic after which a live preview is stopped (when it does not sleep:
+    sleep_after 0, or a shorter idle_ttl)."""
     max_age: int = defaults.MAX_AGE
-    """Seconds a preview may stay live at most."""
+    """Seconds a preview may stay awake at most, counted from its last start or wake."""
+    sleep_after: int = defaults.SLEEP_AFTER
+    """Seconds without a request after which a preview sleeps: its container is stopped, its
+    files, port and URLs kept; the next request through the gateway wakes it. 0: never sleep."""
+    sleep_lifetime: int = defaults.SLEEP_LIFETIME
+    """Seconds a preview may sleep before it is removed."""
+
+    gateway_host: str = "127.0.0.1"
+    """Address the preview gateway listens on."""
+    gateway_port: int = defaults.GATEWAY_PORT
+    preview_domain: str = defaults.PREVIEW_DOMAIN
+    """Host names of the gateway: ``<website id>.<domain>`` follows the website's newest live
+    build, ``<build id>.b.<domain>`` is one build's. Needs a wildcard DNS name off loopback."""
+    gateway_url_port: int | None = None
+    """Port put in gateway URLs (a proxy in front of the gateway); unset: gateway_port."""
+    preview_access: str | None = None
+    """Default access to previews through the gateway: "open" or "protected" (a share link or
+    an API token of the owner). Unset: open while the gateway listens on loopback only."""
+    share_secret: str | None = None
+    """Key that signs share links; unset: one made once and kept in data_dir (set it when
+    several hosts run gateways)."""
     replace_drain_seconds: float = defaults.REPLACE_DRAIN_SECONDS
     """Seconds a replaced preview keeps answering after its successor went live."""
     gc_interval: int = defaults.GC_INTERVAL
@@ -180,3 +201,21 @@ class Settings(BaseSettings):
 
     def preview_url(self, port: int) -> str:
         return f"http://{self.public_host}:{port}/"
+
+    def gateway_url(self, name: str) -> str:
+        """The gateway's URL of host name ``name`` (a website id, or ``<build id>.b``)."""
+        port = self.gateway_url_port or self.gateway_port
+        suffix = "" if port == 80 else f":{port}"
+        return f"http://{name}.{self.preview_domain}{suffix}/"
+
+    def website_url(self, website_id: str) -> str:
+        return self.gateway_url(website_id)
+
+    def build_url(self, build_id: str) -> str:
+        return self.gateway_url(f"{build_id}.b")
+
+    @property
+    def default_preview_access(self) -> str:
+        if self.preview_access:
+            return self.preview_access
+        return "open" if self.gateway_host in ("127.0.0.1", "localhost", "::1") else "protected"

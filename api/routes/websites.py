@@ -8,7 +8,7 @@ from api.schemas import BuildStatus, UploadAccepted, WebsiteDeleted, WebsitePubl
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.exceptions import InvalidUpload
-from orchestrator.core.status import Status
+from orchestrator.core.status import PREVIEW, Status
 from orchestrator.service.lookups import (
     estimate,
     get_build,
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/websites", tags=["websites"])
 
 
 def _public(session: Session, website: Website, build: BuildJob | None) -> WebsitePublic:
-    live = build if build is not None and build.status == Status.RUNNING else live_build(session, website)
+    live = build if build is not None and build.status in PREVIEW else live_build(session, website)
     return WebsitePublic(
         id=website.id,
         name=website.name,

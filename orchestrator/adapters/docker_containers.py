@@ -175,6 +175,13 @@ class DockerContainers(DockerBase):
             cpu_quota=cpu_quota(nano_cpus),
         )
 
+    def stop(self, container_id: str, timeout: int = 2) -> None:
+        """Stop a container and keep it; one already stopped is not an error."""
+        try:
+            self._call("stop the container", self.client.api.stop, container_id, timeout=timeout)
+        except DockerNotFound as exc:
+            raise RuntimeUnavailable(f"no such container: {container_id[:12]}") from exc
+
     def remove(self, container_id: str) -> None:
         """Stop and remove a container; one already gone (or going) is not an error."""
         try:

@@ -279,6 +279,14 @@ class MemoryRuntime:
         del self.images_by_id[image["Id"]]
         return True
 
+    def stop(self, container_id: str, timeout: int = 2) -> None:
+        container = self._get(container_id)
+        if container.process is not None:
+            container.process = Process(Script(exit_code=137), time.monotonic())
+        for exec_id, (owner, process) in list(self._execs.items()):
+            if owner == container_id and not process.ended(time.monotonic()):
+                self._execs[exec_id] = (owner, Process(Script(exit_code=137), time.monotonic()))
+
     def remove(self, container_id: str) -> None:
         self._up()
         self.containers.pop(container_id, None)

@@ -191,6 +191,11 @@ class Runtime(Protocol):
     def remove_image(self, reference: str) -> bool:
         """False when a container still uses it (never forced)."""
 
+    def stop(self, container_id: str, timeout: int = 2) -> None:
+        """Stop a container and keep it (its files stay; ``start`` runs its own process again,
+        not the commands exec'd in it). Its processes get SIGTERM, then after ``timeout``
+        seconds SIGKILL. One already stopped is not an error; one gone raises RuntimeUnavailable."""
+
     def remove(self, container_id: str) -> None:
         """Stop and remove a container; one already gone is not an error."""
 

@@ -40,6 +40,9 @@ class Signals(Protocol):
     def due(self, task: str, interval: int) -> bool:
         """True for the one process that runs ``task`` (gc, reconcile) this interval."""
 
+    def done(self, task: str) -> None:
+        """``task`` is over before its interval: the next ``due`` is true at once (a wake)."""
+
     def worker_seen(self, name: str) -> None:
         """Worker ``name`` is alive now."""
 
@@ -85,6 +88,9 @@ class RedisSignals:
 
     def due(self, task: str, interval: int) -> bool:
         return bool(self.redis.set(keys.SCHEDULE + task, "1", nx=True, ex=interval))
+
+    def done(self, task: str) -> None:
+        self.redis.delete(keys.SCHEDULE + task)
 
     def _now(self) -> float:
         """Redis' clock: every host judges "last seen" by the same one."""
@@ -161,6 +167,9 @@ class MemorySignals:
 
     def due(self, task: str, interval: int) -> bool:
         return self._set(keys.SCHEDULE + task, "1", interval, nx=True)
+
+    def done(self, task: str) -> None:
+        self._expiring.pop(keys.SCHEDULE + task, None)
 
     def worker_seen(self, name: str) -> None:
         self._seen[name] = time.time()

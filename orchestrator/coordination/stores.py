@@ -15,6 +15,7 @@ from orchestrator.coordination.cache_index import CacheIndex, MemoryCacheIndex, 
 from orchestrator.coordination.events import Events, MemoryEvents, RedisEvents
 from orchestrator.coordination.ports import MemoryPortStore, RedisPortStore
 from orchestrator.coordination.signals import MemorySignals, RedisSignals, Signals
+from orchestrator.coordination.traffic import MemoryTraffic, RedisTraffic, Traffic
 from orchestrator.core.ports import PortStore
 
 
@@ -26,6 +27,7 @@ class Stores:
     signals: Signals
     activity: ActivityStore
     cache: CacheIndex
+    traffic: Traffic
 
 
 def redis_stores(redis: Redis, async_redis: Callable[[], AsyncRedis]) -> Stores:
@@ -36,6 +38,7 @@ def redis_stores(redis: Redis, async_redis: Callable[[], AsyncRedis]) -> Stores:
         signals=RedisSignals(redis),
         activity=RedisActivity(redis),
         cache=RedisCacheIndex(redis),
+        traffic=RedisTraffic(redis),
     )
 
 
@@ -47,4 +50,5 @@ def memory_stores() -> Stores:
         signals=MemorySignals(),
         activity=MemoryActivity(),
         cache=MemoryCacheIndex(),
+        traffic=MemoryTraffic(),
     )

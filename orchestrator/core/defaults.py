@@ -35,7 +35,21 @@ IDLE_TTL = 30 * 60
 """Seconds without traffic after which a preview is stopped."""
 
 MAX_AGE = 24 * 3600
-"""Seconds a preview may live at most."""
+"""Seconds a preview may stay awake at most (counted from its last start or wake)."""
+
+SLEEP_AFTER = 600
+"""Seconds without a request after which a preview goes to sleep (its container stopped)."""
+
+SLEEP_LIFETIME = 7 * 24 * 3600
+"""Seconds a preview may sleep before it is removed (its container, port and URLs freed)."""
+
+GATEWAY_PORT = 8800
+"""Port of the preview gateway (orchestrator.gateway): every preview by its website's or its
+build's host name."""
+
+PREVIEW_DOMAIN = "preview.localhost"
+"""Domain of the gateway's host names: ``<website>.<domain>``, ``<build>.b.<domain>``. Browsers
+resolve every ``*.localhost`` name to loopback; a real host sets a wildcard DNS name."""
 
 REPLACE_DRAIN_SECONDS = 1.0
 """Seconds a replaced preview keeps answering after its successor went live, for requests sent

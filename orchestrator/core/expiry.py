@@ -1,10 +1,14 @@
 """When a live preview should stop, and why: pure rules, no I/O (previews.py and gc.py apply them).
 
-A preview is *idle* when nobody has sent it anything for ``idle_ttl`` seconds. What it was
-sent is read from the container itself (the TCP segments its network namespace received,
-see Runtime.traffic): each observation that finds the counter moved marks the preview active
-at that moment. A preview is *expired* once it has been live for ``max_age`` seconds, traffic
-or not.
+A preview is *idle* when nobody has sent it anything for a while. What it was sent is counted
+outside it: the gateway's last request to it (orchestrator.coordination.traffic), and the host's
+counter of its port (orchestrator.adapters.visits); each observation that finds the counter
+moved marks the preview active at that moment.
+
+With sleep on (``sleep_after`` > 0) a preview idle for ``sleep_after`` seconds, or awake for
+``max_age``, goes to sleep; a sleeping one is removed after ``sleep_lifetime`` asleep. With
+sleep off, an idle preview (``idle_ttl``) is stopped, and so is one live for ``max_age``
+(*expired*). An ``idle_ttl`` shorter than ``sleep_after`` still stops (``gc --idle-ttl``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class StopReason(StrEnum):
     GC = "gc"
     DISK_QUOTA = "disk-quota"
     """It wrote more than a container may (Settings.disk_quota_mb)."""
+    SLEPT_OUT = "slept-out"
+    """It slept longer than a sleeping preview may (Settings.sleep_lifetime)."""
     ENGINE_RESTART = "engine-restart"
     """Its container stopped outside the orchestrator (a host reboot, an engine that was not
     restarted live) and could not be started again."""
@@ -36,17 +42,23 @@ class Activity:
     active_at: float
 
 
-def observe(previous: Activity | None, counter: int | None, now: float) -> Activity:
-    """The activity after reading ``counter`` at ``now``.
+def observe(
+    previous: Activity | None, counter: int | None, now: float, last_request: float = 0.0
+) -> Activity:
+    """The activity after reading ``counter`` at ``now``, and the gateway's ``last_request``.
 
     A first observation counts as activity (the preview just went live, or its history was
     lost: it is not reaped on a guess). An unreadable counter changes nothing.
     """
     if previous is None:
-        return Activity(counter, now)
-    if counter is None or counter == previous.counter:
-        return Activity(previous.counter if counter is None else counter, previous.active_at)
-    return Activity(counter, now)
+        found = Activity(counter, now)
+    elif counter is None or counter == previous.counter:
+        found = Activity(previous.counter if counter is None else counter, previous.active_at)
+    else:
+        found = Activity(counter, now)
+    if last_request > found.active_at:
+        return Activity(found.counter, min(last_request, now))
+    return found
 
 
 @dataclass(frozen=True)
@@ -54,17 +66,45 @@ class Policy:
     idle_ttl: float
     """Seconds without traffic after which a preview is stopped."""
     max_age: float
-    """Seconds a preview may live at most."""
+    """Seconds a preview may stay awake at most."""
+    sleep_after: float = 0.0
+    """Seconds idle after which a preview sleeps (0: never; it is stopped instead)."""
+    sleep_lifetime: float = 7 * 24 * 3600.0
+    """Seconds a sleeping preview is kept."""
+
+    @property
+    def sleeps(self) -> bool:
+        return self.sleep_after > 0
 
 
 def reap_reason(policy: Policy, age: float, idle: float, website_deleted: bool = False) -> StopReason | None:
-    """Why a live preview should stop now, or None to keep it."""
+    """Why a live (awake) preview should stop now, or None to keep it (or let it sleep)."""
     if website_deleted:
         return StopReason.DELETED
-    if age >= policy.max_age:
+    if age >= policy.max_age and not policy.sleeps:
         return StopReason.EXPIRED
-    if idle >= policy.idle_ttl:
+    if idle >= policy.idle_ttl and not (policy.sleeps and policy.sleep_after <= policy.idle_ttl):
         return StopReason.IDLE
+    return None
+
+
+def sleep_reason(policy: Policy, age: float, idle: float) -> str | None:
+    """Why a live preview should go to sleep now (the sentence its log gets), None to keep it awake."""
+    if not policy.sleeps:
+        return None
+    if idle >= policy.sleep_after:
+        return f"no requests for {duration(idle)} (sleeps after {duration(policy.sleep_after)})"
+    if age >= policy.max_age:
+        return f"awake for {duration(age)} (awake at most {duration(policy.max_age)})"
+    return None
+
+
+def sleeper_reason(policy: Policy, asleep: float, website_deleted: bool = False) -> StopReason | None:
+    """Why a sleeping preview should be removed now, None to keep it asleep."""
+    if website_deleted:
+        return StopReason.DELETED
+    if asleep >= policy.sleep_lifetime:
+        return StopReason.SLEPT_OUT
     return None
 
 
@@ -76,6 +116,8 @@ def explain(reason: StopReason, policy: Policy, age: float, idle: float) -> str:
         return f"live for {duration(age)} (lifetime limit {duration(policy.max_age)})"
     if reason is StopReason.DELETED:
         return "its website was deleted"
+    if reason is StopReason.SLEPT_OUT:
+        return f"asleep for {duration(idle)} (sleepers are kept {duration(policy.sleep_lifetime)})"
     return str(reason)
 
 

@@ -1,12 +1,16 @@
 """The build state machine: every status a build can have and the moves between them.
 
     pending ──► queued ──► building ──► running ──► stopped
-       │          │           │  │
+       │          │           │  │        ▲ │         ▲
+       │          │           │  │  wake  │ ▼ sleep   │
+       │          │           │  │       sleeping ────┘
        │          │           │  └──► queued   (re-queued after a lost worker)
        └──────────┴───────────┴─────► failed | cancelled
 
-``running`` is the success state: the preview is live. ``stopped`` is a preview that was
-live and has been taken down (idle, replaced, deleted...).
+``running`` is the success state: the preview is live. ``sleeping`` is a preview nobody used
+for a while: its container is stopped, its files, port and URLs kept, and the next request
+through the gateway wakes it. ``stopped`` is a preview that was taken down for good (replaced,
+deleted, asleep past its lifetime...).
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     STOPPED = "stopped"
+    SLEEPING = "sleeping"
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.CANCELLED}),
     Status.QUEUED: frozenset({Status.BUILDING, Status.FAILED, Status.CANCELLED}),
     Status.BUILDING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.QUEUED}),
-    Status.RUNNING: frozenset({Status.STOPPED}),
+    Status.RUNNING: frozenset({Status.STOPPED, Status.SLEEPING}),
+    Status.SLEEPING: frozenset({Status.RUNNING, Status.STOPPED}),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),
     Status.STOPPED: frozenset(),
@@ -43,6 +49,9 @@ TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
 ACTIVE = frozenset({Status.PENDING, Status.QUEUED, Status.BUILDING})
 """Statuses of a build that is still on its way to a preview."""
+
+PREVIEW = frozenset({Status.RUNNING, Status.SLEEPING})
+"""Statuses of a build that holds a preview (awake or asleep): its container, port and URLs."""
 
 
 def can_transition(current: Status | str, new: Status | str) -> bool:
@@ -56,7 +65,7 @@ def check_transition(current: Status | str, new: Status | str) -> Status:
     return Status(new)
 
 
-END_STATUSES = frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.STOPPED})
+END_STATUSES = frozenset({Status.RUNNING, Status.SLEEPING, Status.FAILED, Status.CANCELLED, Status.STOPPED})
 """A build's event stream ends with one of these: the preview is live, or the build is over."""
 
 

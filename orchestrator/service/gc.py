@@ -3,9 +3,10 @@ the database agree again.
 
 One run, in order:
 1. builds whose worker was lost are queued again (dispatcher.recover_lost);
-2. live previews are stopped when idle, expired, their website deleted, or their container
-   exited or gone (previews.stop_preview: a conditional status move, so concurrent runs stop
-   each preview once);
+2. awake previews go to sleep when idle (or awake too long), or are stopped when their website
+   was deleted or their container exited or went; sleeping ones are removed past their
+   lifetime (previews.stop_preview: a conditional status move, so concurrent runs stop each
+   preview once);
 3. containers with our labels that no live build owns are removed;
 4. ports held by no live build are freed;
 5. workspaces of builds not in progress, and uploads nobody can use any more, are deleted;
@@ -29,18 +30,19 @@ from orchestrator.adapters.uploads import PART_SUFFIX
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.disk_quota import DiskQuota
-from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason
+from orchestrator.core.expiry import Policy, StopReason, explain, reap_reason, sleep_reason, sleeper_reason
 from orchestrator.core.ports import owner_build
-from orchestrator.core.status import ACTIVE, Status
+from orchestrator.core.status import ACTIVE, PREVIEW, Status
 from orchestrator.pipeline.preview import revive
+from orchestrator.pipeline.sleep import put_to_sleep
 from orchestrator.scheduling.dispatcher import lost_builds, recover_lost
-from orchestrator.service.gc_report import Report, _status
+from orchestrator.service.gc_report import Report, Sleeper, _status
 from orchestrator.service.gc_storage import StorageCollection
 from orchestrator.state.models import BuildJob, Website
-from orchestrator.state.previews import live_since, observe_activity, stop_preview
+from orchestrator.state.previews import asleep_since, live_since, observe_activity, stop_preview
 from orchestrator.state.recorder import BuildRecorder
 
-LIVE = (Status.BUILDING.value, Status.RUNNING.value)
+LIVE = (Status.BUILDING.value, Status.RUNNING.value, Status.SLEEPING.value)
 _BUILD_LABEL = f"{defaults.LABEL_NAMESPACE}.build-id"
 
 REVIVE_INTERVAL = 600
@@ -110,6 +112,39 @@ class Collector(StorageCollection):
                 reason = reap_reason(self.policy, age, idle, build.website_id in deleted)
                 if reason is not None:
                     self.stop(build, reason, explain(reason, self.policy, age, idle))
+                elif (why := sleep_reason(self.policy, age, idle)) is not None:
+                    self.sleep(build, why)
+        for build in (b for b in live.values() if b.status == Status.SLEEPING):
+            self.sleeper(build, containers.get(build.container_id or ""), newest, deleted, now)
+
+    def sleep(self, build: BuildJob, why: str) -> None:
+        memory = self.runtime.memory_used(build.container_id) if build.container_id else None
+        if self.dry_run or put_to_sleep(self.ctx, build.id, why):
+            self.add("sleep preview", build.id, why, memory_bytes=memory)
+
+    def sleeper(
+        self,
+        build: BuildJob,
+        container: dict | None,
+        newest: dict[str, BuildJob],
+        deleted: set[str],
+        now: float,
+    ) -> None:
+        """A sleeping preview: kept (and listed with its disk) until its lifetime is over."""
+        self.report.previews_checked += 1
+        asleep = now - asleep_since(build)
+        successor = newest.get(build.website_id)
+        reason = sleeper_reason(self.policy, asleep, build.website_id in deleted)
+        if successor is not None and successor.created_at > build.created_at:
+            self.stop(build, StopReason.REPLACED, f"build {successor.id} of this website is live")
+        elif container is None:
+            self.stop(build, StopReason.GC, "its container is gone")
+        elif reason is not None:
+            self.stop(build, reason, explain(reason, self.policy, 0, asleep))
+        else:
+            disk = self.runtime.disk_used(build.container_id) if build.container_id else None
+            left = self.policy.sleep_lifetime - asleep
+            self.report.sleeping.append(Sleeper(build.id, build.allocated_port, disk, asleep, left))
 
     def past_disk_quota(self, build: BuildJob) -> str | None:
         """Why a live preview must stop for what it wrote, None while within its quota."""
@@ -173,8 +208,10 @@ class Collector(StorageCollection):
             owner = owners.get(container["Id"])
             if owner is not None and owner.id in self.stopping:
                 continue  # goes (or went) with its preview
-            if owner is not None and (owner.status == Status.BUILDING or container.get("State") == "running"):
-                continue  # being built, or a live preview
+            if owner is not None and (
+                owner.status in (Status.BUILDING, Status.SLEEPING) or container.get("State") == "running"
+            ):
+                continue  # being built, a live preview, or a sleeping one (stopped, kept)
             build = live.get(build_id)
             if build is not None and build.status == Status.BUILDING:
                 continue  # its build is running (the build container or its cache filler)
@@ -236,7 +273,7 @@ class Collector(StorageCollection):
             website = session.get(Website, build.website_id)
             if website is not None and website.deleted_at is not None:
                 return "its website was deleted"
-            if Status(build.status) in ACTIVE or build.status == Status.RUNNING:
+            if Status(build.status) in ACTIVE or Status(build.status) in PREVIEW:
                 return None
             if website is not None and website.build_job_id == build.id:
                 return None
@@ -265,5 +302,7 @@ def collect(
     policy = Policy(
         idle_ttl=settings.idle_ttl if idle_ttl is None else idle_ttl,
         max_age=settings.max_age if max_age is None else max_age,
+        sleep_after=settings.sleep_after,
+        sleep_lifetime=settings.sleep_lifetime,
     )
     return Collector(ctx, policy, dry_run, scheduled).run()

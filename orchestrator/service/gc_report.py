@@ -20,14 +20,36 @@ class Action:
 
 
 @dataclass
+class Sleeper:
+    """A sleeping preview gc kept: what it holds while asleep (disk only, and its port)."""
+
+    build_id: str
+    port: int | None
+    disk_bytes: int | None
+    asleep_seconds: float
+    removed_in_seconds: float
+
+
+@dataclass
 class Report:
     actions: list[Action] = field(default_factory=list)
+    sleeping: list[Sleeper] = field(default_factory=list)
     previews_checked: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
             "actions": [asdict(a) for a in self.actions],
+            "sleeping": [
+                {
+                    "buildId": s.build_id,
+                    "port": s.port,
+                    "diskBytes": s.disk_bytes,
+                    "asleepSeconds": round(s.asleep_seconds, 1),
+                    "removedInSeconds": round(s.removed_in_seconds, 1),
+                }
+                for s in self.sleeping
+            ],
             "previewsChecked": self.previews_checked,
             "seconds": round(self.seconds, 3),
             "freed": {

@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.core.estimate import remaining_seconds, step_durations, typical_durations
 from orchestrator.core.exceptions import NotFound
-from orchestrator.core.status import Status, StepName
+from orchestrator.core.status import PREVIEW, Status, StepName
 from orchestrator.service.auth import is_admin
 from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
 
@@ -56,10 +56,10 @@ def latest_build(session: Session, website: Website) -> BuildJob | None:
 
 
 def live_build(session: Session, website: Website) -> BuildJob | None:
-    """The build whose preview is live (while a newer one builds, the previous one's is)."""
+    """The build whose preview is live or asleep (while a newer one builds, the previous one's is)."""
     return session.exec(
         select(BuildJob)
-        .where(BuildJob.website_id == website.id, BuildJob.status == Status.RUNNING)
+        .where(BuildJob.website_id == website.id, col(BuildJob.status).in_(PREVIEW))
         .order_by(col(BuildJob.created_at).desc())
     ).first()
 

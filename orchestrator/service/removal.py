@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from orchestrator.context import Context
 from orchestrator.core.exceptions import InvalidTransition
 from orchestrator.core.expiry import StopReason
-from orchestrator.core.status import EventType, Status
+from orchestrator.core.status import PREVIEW, EventType, Status
 from orchestrator.service.lookups import get_build, get_website
 from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
 from orchestrator.state.previews import stop_preview
@@ -91,7 +91,7 @@ def delete_website(ctx: Context, session: Session, principal: ApiToken, website_
         elif build.status == Status.BUILDING:
             ctx.stores.signals.request_cancel(build.id, f"{by} (website deleted)")
             result.cancelled.append(build.id)
-        elif build.status == Status.RUNNING and stop_preview(
+        elif build.status in PREVIEW and stop_preview(
             ctx, build.id, StopReason.DELETED, f"the website was deleted by {by}"
         ):
             result.stopped.append(build.id)

@@ -49,6 +49,23 @@ class Website(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = Field(default=None, index=True)
     """Set by DELETE: the website is gone for its owner; its builds stay as history."""
+    preview_access: str | None = None
+    """"open" or "protected" (a share link or the owner's token) through the gateway; None:
+    Settings.default_preview_access."""
+
+
+class ShareLink(SQLModel, table=True):
+    """A link that opens a website's previews without an API token (orchestrator.core.sharing
+    signs it; this row is what revokes it)."""
+
+    __tablename__ = "share_links"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    website_id: str = Field(foreign_key="websites.id", index=True)
+    created_by: int = Field(foreign_key="api_tokens.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
 
 
 class BuildJob(SQLModel, table=True):
@@ -89,6 +106,14 @@ class BuildJob(SQLModel, table=True):
     """The build with identical files whose outcome this one reused."""
     deps_key: str | None = None
     """The dependency-cache key of its node_modules."""
+    slept_at: datetime | None = None
+    """When its preview last went to sleep."""
+    woke_at: datetime | None = None
+    """When its preview last woke (its awake lifetime counts from here)."""
+    edits: int = 0
+    """Live edits applied to its preview (PATCH …/files): its files' version."""
+    edit_check: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The type check of its newest live edit: {"edit", "status", "errors"}."""
     updated_at: datetime = Field(default_factory=utcnow)
 
 

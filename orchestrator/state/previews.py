@@ -1,8 +1,9 @@
-"""Live previews: how recently anyone used them, and stopping them.
+"""Previews: how recently anyone used them, and stopping them.
 
-A preview is a build in status ``running`` and its container. Stopping one is a conditional
-move running → stopped (orchestrator.state.recorder.claim): whoever wins removes the container
-and frees the port, so two stoppers at once (two gc runs, a gc and a DELETE) stop it once.
+A preview is a build in status ``running`` (awake) or ``sleeping`` and its container. Stopping
+one is a conditional move to stopped (orchestrator.state.recorder.claim): whoever wins removes
+the container and frees the port, so two stoppers at once (two gc runs, a gc and a DELETE)
+stop it once. Sleep and wake are orchestrator.pipeline.sleep.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from orchestrator.context import Context
 from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.expiry import Activity, StopReason, observe
 from orchestrator.core.ports import attempt_owner
-from orchestrator.core.status import Status
-from orchestrator.state.models import BuildJob, utcnow
+from orchestrator.core.status import PREVIEW, Status
+from orchestrator.state.models import BuildJob, as_utc, utcnow
 from orchestrator.state.recorder import BuildRecorder, claim
 
 log = logging.getLogger(__name__)
@@ -54,18 +55,26 @@ def mark_live(ctx: Context, build_id: str, container_id: str, port: int | None) 
 
 
 def observe_activity(ctx: Context, build: BuildJob, now: float, save: bool = True) -> Activity:
-    """Read the preview's traffic counter and return when it last moved."""
+    """Read the preview's traffic counter and the gateway's last request to it, and return
+    when it was last used."""
     previous = ctx.stores.activity.load(build.id)
     counter = traffic(ctx, build.container_id, build.allocated_port)
-    current = observe(previous, counter, now)
+    seen = ctx.stores.traffic.get(build.id)
+    current = observe(previous, counter, now, seen.last_request if seen else 0.0)
     if save and current != previous:
         ctx.stores.activity.save(build.id, current)
     return current
 
 
 def live_since(build: BuildJob) -> float:
-    moment = build.completed_at or build.started_at or build.created_at
-    return moment.timestamp()
+    """Since when the preview has been awake (its last wake, else going live)."""
+    moment = build.woke_at or build.completed_at or build.started_at or build.created_at
+    return as_utc(moment).timestamp()
+
+
+def asleep_since(build: BuildJob) -> float:
+    moment = build.slept_at or build.updated_at
+    return as_utc(moment).timestamp()
 
 
 # -- stopping ----------------------------------------------------------------------
@@ -80,19 +89,20 @@ class Stopped:
 
 
 def stop_preview(ctx: Context, build_id: str, reason: StopReason, detail: str) -> Stopped | None:
-    """Stop a live preview for ``reason``; None when it was not live (or someone stopped it first)."""
+    """Stop a preview (awake or asleep) for ``reason``; None when it was not one (or someone
+    stopped it first)."""
     runtime = ctx.runtime
     with ctx.session() as session:
         build = session.get(BuildJob, build_id)
-    if build is None or build.status != Status.RUNNING:
+    if build is None or build.status not in PREVIEW:
         return None
     container, port = build.container_id, build.allocated_port
-    memory = runtime.memory_used(container) if container else None
+    memory = runtime.memory_used(container) if container and build.status == Status.RUNNING else None
     disk = runtime.disk_used(container) if container else None
     if not claim(
         ctx,
         build_id,
-        Status.RUNNING,
+        Status(build.status),
         Status.STOPPED,
         stopped_at=utcnow(),
         stop_reason=reason.value,
@@ -106,6 +116,7 @@ def stop_preview(ctx: Context, build_id: str, reason: StopReason, detail: str) -
     if port is not None:
         ctx.port_pool().release(port, attempt_owner(build_id, build.attempts))
     ctx.stores.activity.forget(build_id)
+    ctx.stores.traffic.forget(build_id)
     BuildRecorder(ctx, build_id).announce(f"Preview stopped ({reason.value}): {detail}")
     return Stopped(build_id, port, memory, disk)
 
@@ -117,7 +128,7 @@ def retire_replaced(ctx: Context, website_id: str) -> list[str]:
     with ctx.session() as session:
         live = session.exec(
             select(BuildJob)
-            .where(BuildJob.website_id == website_id, BuildJob.status == Status.RUNNING)
+            .where(BuildJob.website_id == website_id, col(BuildJob.status).in_(PREVIEW))
             .order_by(col(BuildJob.created_at).desc())
         ).all()
     if len(live) < 2:

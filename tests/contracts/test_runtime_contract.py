@@ -15,6 +15,7 @@ from orchestrator.adapters.memory_scripts import Script
 from orchestrator.adapters.runtime import HOLD, ContainerSpec, Runtime
 from orchestrator.config import Settings
 from orchestrator.core import defaults
+from orchestrator.core.exceptions import RuntimeUnavailable
 from tests.conftest import require
 
 PRINT_AND_FAIL = "echo hello; echo world; exit 3"
@@ -104,6 +105,28 @@ def test_traffic_is_counted_only_while_a_container_runs(runtime: Runtime) -> Non
     runtime.start(ended)
     wait_for_exit(runtime, ended)
     assert runtime.traffic(ended) is None  # stopped (as when another gc stopped it meanwhile)
+
+
+def test_a_stopped_container_keeps_its_files_and_starts_again(runtime: Runtime) -> None:
+    """What a sleeping preview is: stopped, its files kept, its own process started again
+    (what was exec'd in it, the dev server, ends with the stop)."""
+    container = runtime.create_build_container(spec(HOLD))
+    runtime.copy_in(container, tar_of("tmp/kept.txt", b"kept"))
+    runtime.start(container)
+    exec_id, _ = runtime.exec_start(container, ["sleep", "600"], detach=True)
+    runtime.stop(container, timeout=1)
+    state = runtime.state(container)
+    assert state is not None and not state.running
+    assert runtime.exec_exit_code(exec_id) is not None
+    runtime.stop(container)  # again: not an error
+    assert runtime.read_file(container, "/tmp/kept.txt") == b"kept"
+    runtime.start(container)
+    state = runtime.state(container)
+    assert state is not None and state.running
+    assert runtime.read_file(container, "/tmp/kept.txt") == b"kept"
+    runtime.remove(container)
+    with pytest.raises(RuntimeUnavailable):
+        runtime.stop(container)
 
 
 def test_removing_twice_is_not_an_error(runtime: Runtime) -> None:
@@ -197,3 +220,13 @@ def test_a_step_whose_record_the_engine_lost_is_an_engine_fault(runtime: Runtime
 
     with pytest.raises(RuntimeUnavailable, match="no record of the step's process"):
         runtime.exec_exit_code("0" * 64)  # as after an engine restart: Docker forgot every exec
+
+
+def tar_of(name: str, data: bytes) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer

@@ -124,7 +124,8 @@ def test_gc_keeps_a_preview_in_use(ctx: Context, alice: ApiToken) -> None:
     assert record(ctx, build.id).status == Status.RUNNING
 
 
-def test_gc_stops_an_expired_preview(ctx: Context, alice: ApiToken) -> None:
+def test_gc_stops_an_expired_preview_when_previews_do_not_sleep(ctx: Context, alice: ApiToken) -> None:
+    ctx.settings.sleep_after = 0
     build = live_preview(ctx, alice)
     report = collect(ctx, max_age=0)
     assert record(ctx, build.id).stop_reason == "expired" and report.actions[0].port == 41000
@@ -146,6 +147,8 @@ def test_gc_stops_a_preview_that_wrote_past_its_disk_quota(ctx: Context, alice: 
 def test_a_dry_run_changes_nothing(ctx: Context, alice: ApiToken) -> None:
     build = live_preview(ctx, alice)
     report = collect(ctx, dry_run=True, max_age=0)
+    assert [a.action for a in report.actions] == ["sleep preview"]
+    report = collect(ctx, dry_run=True, idle_ttl=0)
     assert [a.action for a in report.actions] == ["stop preview"]
     assert record(ctx, build.id).status == Status.RUNNING and memory(ctx).list_ours() != []
 

@@ -23,10 +23,16 @@ def test_terminal_statuses_go_nowhere():
             assert not can_transition(status, new)
 
 
-def test_a_live_preview_can_only_be_stopped():
-    assert TRANSITIONS[Status.RUNNING] == {Status.STOPPED}
+def test_a_live_preview_can_only_sleep_or_be_stopped():
+    assert TRANSITIONS[Status.RUNNING] == {Status.STOPPED, Status.SLEEPING}
     with pytest.raises(InvalidTransition, match="from running to failed"):
         check_transition(Status.RUNNING, Status.FAILED)
+
+
+def test_a_sleeping_preview_wakes_or_is_removed():
+    assert TRANSITIONS[Status.SLEEPING] == {Status.RUNNING, Status.STOPPED}
+    with pytest.raises(InvalidTransition, match="from sleeping to building"):
+        check_transition(Status.SLEEPING, Status.BUILDING)
 
 
 def test_no_skipping_the_queue_and_no_going_back():
