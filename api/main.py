@@ -11,7 +11,7 @@ from starlette.types import Scope
 
 from api import errors
 from api.limits import BodyLimit
-from api.routes import builds, health, metrics, previews, websites
+from api.routes import builds, health, metrics, previews, shares, websites
 from orchestrator import __version__
 from orchestrator.config import Settings
 from orchestrator.context import Context
@@ -39,6 +39,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(websites.router)
     app.include_router(builds.router)
     app.include_router(previews.router)
+    app.include_router(shares.router)
     app.include_router(metrics.router)
     # The web page: plain HTML and JavaScript modules, no build step. Mounted last so that
     # /api and /docs keep their routes.
@@ -53,7 +54,7 @@ class WebPage(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         settings: Settings = scope["app"].state.ctx.settings
-        previews = f"http://{settings.public_host}:*"
+        previews = f"http://{settings.public_host}:* http://*.{settings.preview_domain}:*"
         response.headers["Content-Security-Policy"] = (
             f"default-src 'self'; frame-src {previews}; img-src 'self' data:; object-src 'none'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"

@@ -23,6 +23,11 @@ class WebsitePublic(CamelModel):
     """The live preview: the newest build's once it is live, until then the previous one's."""
     live_build_id: str | None = None
     """The build serving preview_url."""
+    website_url: str | None = None
+    """The gateway's stable address of the website: always its newest live (or sleeping)
+    build's preview, woken on request."""
+    preview_access: str | None = None
+    """"open", or "protected" (a share link or the owner's token opens its previews)."""
 
 
 class WebsiteDeleted(CamelModel):
@@ -76,6 +81,14 @@ class BuildStatus(CamelModel):
     """Why a live preview was stopped: idle, expired, replaced, deleted or gc."""
     reused_from: str | None = None
     """The identical build whose outcome this one reused."""
+    website_url: str | None = None
+    """The website's stable address at the gateway (whichever build is live)."""
+    build_url: str | None = None
+    """This build's own address at the gateway, while it has a preview."""
+    edits: int = 0
+    """Live edits applied to its preview."""
+    edit_check: dict[str, Any] | None = None
+    """The type check of the newest live edit: {"edit", "status", "errors"}."""
     project_type: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -127,3 +140,9 @@ class BuildPublic(CamelModel):
     """The build with identical files whose outcome (live preview, failure, type check) was reused."""
     deps_key: str | None
     """Dependency-cache key of its node_modules."""
+    build_url: str | None = None
+    """Its own address at the gateway, while it has a preview."""
+    slept_at: datetime | None = None
+    woke_at: datetime | None = None
+    edits: int = 0
+    edit_check: dict[str, Any] | None = None

@@ -199,6 +199,11 @@ class Settings(BaseSettings):
     def build_nano_cpus(self) -> int:
         return max(self.nano_cpus, int(self.build_cpus * 1_000_000_000))
 
+    @property
+    def preview_address(self) -> str:
+        """Where this host reaches the preview ports it publishes."""
+        return "127.0.0.1" if self.preview_bind in ("0.0.0.0", "") else self.preview_bind
+
     def preview_url(self, port: int) -> str:
         return f"http://{self.public_host}:{port}/"
 

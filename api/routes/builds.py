@@ -10,7 +10,7 @@ from api.deps import ContextDep, PrincipalDep, SessionDep
 from api.routes.websites import status_of
 from api.schemas import BuildPublic, BuildStatus, BuildSummary
 from orchestrator.context import Context
-from orchestrator.core.status import END_STATUSES
+from orchestrator.core.status import END_STATUSES, PREVIEW
 from orchestrator.service.lookups import get_build, list_builds
 from orchestrator.service.removal import cancel_build
 from orchestrator.state import logs
@@ -35,7 +35,8 @@ def build(job_id: str, ctx: ContextDep, session: SessionDep, principal: Principa
     """The whole job record, logs included (the newest lines kept)."""
     record = get_build(session, principal, job_id)
     lines = logs.tail(session, record.id, ctx.settings.log_lines_kept)
-    return BuildPublic.model_validate({**record.model_dump(), "logs": lines})
+    url = ctx.settings.build_url(record.id) if record.status in PREVIEW else None
+    return BuildPublic.model_validate({**record.model_dump(), "logs": lines, "build_url": url})
 
 
 @router.get("/{job_id}/status", response_model=BuildStatus, response_model_by_alias=True)

@@ -19,6 +19,7 @@ from orchestrator.service.lookups import (
 )
 from orchestrator.service.quotas import check_may_upload
 from orchestrator.service.removal import delete_website
+from orchestrator.service.shares import access_of
 from orchestrator.service.submissions import create_website, rebuild_website
 from orchestrator.state import logs
 from orchestrator.state.models import BuildJob, Website
@@ -26,7 +27,7 @@ from orchestrator.state.models import BuildJob, Website
 router = APIRouter(prefix="/api/websites", tags=["websites"])
 
 
-def _public(session: Session, website: Website, build: BuildJob | None) -> WebsitePublic:
+def _public(ctx: Context, session: Session, website: Website, build: BuildJob | None) -> WebsitePublic:
     live = build if build is not None and build.status in PREVIEW else live_build(session, website)
     return WebsitePublic(
         id=website.id,
@@ -37,11 +38,15 @@ def _public(session: Session, website: Website, build: BuildJob | None) -> Websi
         status=build.status if build else None,
         preview_url=live.preview_url if live else None,
         live_build_id=live.id if live else None,
+        website_url=ctx.settings.website_url(website.id),
+        preview_access=access_of(ctx.settings, website).value,
     )
 
 
-def _accepted(session: Session, website: Website, build: BuildJob, message: str) -> UploadAccepted:
-    return UploadAccepted(website=_public(session, website, build), message=message)
+def _accepted(
+    ctx: Context, session: Session, website: Website, build: BuildJob, message: str
+) -> UploadAccepted:
+    return UploadAccepted(website=_public(ctx, session, website, build), message=message)
 
 
 MAX_FORM_FIELDS = 16
@@ -118,7 +123,7 @@ async def upload_website(
             fields.get("websiteId"),
         )
         message = "Website uploaded successfully. Build process started in background."
-        return _accepted(session, website, build, message)
+        return _accepted(ctx, session, website, build, message)
     finally:
         await form.close()
 
@@ -129,19 +134,19 @@ async def upload_website(
 def rebuild(website_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> UploadAccepted:
     """Build the website's newest files again."""
     website, build = rebuild_website(ctx, session, principal, website_id)
-    return _accepted(session, website, build, "Rebuild queued.")
+    return _accepted(ctx, session, website, build, "Rebuild queued.")
 
 
 @router.get("", response_model=list[WebsitePublic], response_model_by_alias=True)
-def websites(session: SessionDep, principal: PrincipalDep) -> list[WebsitePublic]:
+def websites(ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> list[WebsitePublic]:
     """The caller's websites, newest first (an admin's: everyone's)."""
-    return [_public(session, w, latest_build(session, w)) for w in list_websites(session, principal)]
+    return [_public(ctx, session, w, latest_build(session, w)) for w in list_websites(session, principal)]
 
 
 @router.get("/{website_id}", response_model=WebsitePublic, response_model_by_alias=True)
-def website(website_id: str, session: SessionDep, principal: PrincipalDep) -> WebsitePublic:
+def website(website_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> WebsitePublic:
     site = get_website(session, principal, website_id)
-    return _public(session, site, latest_build(session, site))
+    return _public(ctx, session, site, latest_build(session, site))
 
 
 @router.delete("/{website_id}", response_model=WebsiteDeleted, response_model_by_alias=True)
@@ -186,6 +191,10 @@ def status_of(ctx: Context, session: Session, build: BuildJob) -> BuildStatus:
         cancelled_by=build.cancelled_by,
         stop_reason=build.stop_reason,
         reused_from=build.reused_from,
+        website_url=ctx.settings.website_url(build.website_id),
+        build_url=ctx.settings.build_url(build.id) if build.status in PREVIEW else None,
+        edits=build.edits,
+        edit_check=build.edit_check,
         project_type=build.project_type,
         created_at=build.created_at,
         started_at=build.started_at,

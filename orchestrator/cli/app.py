@@ -99,6 +99,21 @@ def _serve_api(ctx: Context, host: str | None, port: int | None) -> None:
 
 
 @app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: settings]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: settings, 8800]")] = None,
+) -> None:
+    """Run the preview gateway: every preview by its website's or build's host name, woken on
+    request when it sleeps, its traffic counted (docs/previews.md)."""
+    from orchestrator.gateway.proxy import serve
+
+    ctx = _prepare()
+    settings = ctx.settings
+    console.print(f"Gateway on http://{host or settings.gateway_host}:{port or settings.gateway_port}/")
+    serve(ctx, host or settings.gateway_host, port or settings.gateway_port)
+
+
+@app.command()
 def worker() -> None:
     """Run a build worker: admits builds in priority order and runs them (RQ), one at a time."""
     from orchestrator.cli.worker import run
@@ -143,10 +158,14 @@ def up(
             _, token = create_token(session, Role.ADMIN, "first admin")
     supervisor = Supervisor(popen(sys.executable, "-m", "orchestrator.cli", "worker"), workers)
     supervisor.start()
+    gateway = Supervisor(popen(sys.executable, "-m", "orchestrator.cli", "gateway"), 1, name="gateway")
+    gateway.start()
     stopped = threading.Event()
-    watcher = supervisor.watch(stopped)
+    watcher, gateway_watcher = supervisor.watch(stopped), gateway.watch(stopped)
     address = f"http://{host or settings.api_host}:{port or settings.api_port}"
     console.print(f"[bold]API[/bold] {address}  (docs: {address}/docs), {workers} build workers")
+    previews = f"http://<website id>.{settings.preview_domain}:{settings.gateway_port}/"
+    console.print(f"[bold]Previews[/bold] {previews}")
     if first_start:
         console.print("First start: an admin token was created (it is not shown again):")
         print(token, flush=True)
@@ -158,7 +177,8 @@ def up(
     finally:
         stopped.set()
         watcher.join(5)  # no restart races the stop
-        procs = [p for p in supervisor.processes() if isinstance(p, subprocess.Popen)]
+        gateway_watcher.join(5)
+        procs = [p for p in supervisor.processes() + gateway.processes() if isinstance(p, subprocess.Popen)]
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
@@ -179,9 +199,15 @@ def gc(
     max_age: Annotated[
         int | None, typer.Option(help="Stop previews live this many seconds [default: settings, 86400]")
     ] = None,
+    sleep_after: Annotated[
+        float | None,
+        typer.Option(help="Put previews idle this many seconds to sleep [default: settings, 600]"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
-    """Stop idle and expired previews; remove orphan containers, stray ports, old workspaces.
+    """Put idle previews to sleep, remove sleepers past their lifetime and previews whose website
+    went; remove orphan containers, stray ports, old workspaces. Lists the sleeping previews
+    with the disk each keeps.
 
     Exits 0 when it ran (even with nothing to do), 1 when Docker, Redis or the database
     cannot be reached."""
@@ -192,7 +218,7 @@ def gc(
     ctx = _prepare(check_runtime=False)
     try:
         ctx.runtime.ping()
-        report = collect(ctx, dry_run=dry_run, idle_ttl=idle_ttl, max_age=max_age)
+        report = collect(ctx, dry_run=dry_run, idle_ttl=idle_ttl, max_age=max_age, sleep_after=sleep_after)
     except OrchestratorError as exc:
         fail(exc)
     except SQLAlchemyError as exc:
@@ -208,6 +234,8 @@ def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
     from rich.text import Text
 
+    from orchestrator.core.expiry import duration
+
     def size(value: int | None) -> str:
         return "" if not value else f"{value / 2**20:.0f} MB" if value >= 2**20 else f"{value / 1024:.0f} KB"
 
@@ -221,11 +249,22 @@ def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
         out.print(table)
     else:
         out.print(f"{title}: nothing to collect.")
+    if report.sleeping:
+        asleep = Table("sleeping preview", "port", "disk", "asleep", "removed in", title="sleeping previews")
+        for s in report.sleeping:
+            asleep.add_row(
+                s.build_id,
+                str(s.port or ""),
+                size(s.disk_bytes),
+                duration(s.asleep_seconds),
+                duration(s.removed_in_seconds),
+            )
+        out.print(asleep)
     totals = report.as_dict()["freed"]
     assert isinstance(totals, dict)
     verb = "would free" if dry_run else "freed"
     out.print(
-        f"{report.previews_checked} live previews checked in {report.seconds:.2f} s; {verb} "
+        f"{report.previews_checked} previews checked in {report.seconds:.2f} s; {verb} "
         f"{size(totals['memoryBytes']) or '0 MB'} memory, {size(totals['diskBytes']) or '0 MB'} disk, "
         f"{len(totals['ports'])} ports."
     )

@@ -1,5 +1,6 @@
-"""`orchestrator up` keeps its worker processes running: one that ends is started again, after
-a back-off that grows while it keeps dying (1, 2, 4 … 30 s) and resets once it has run a minute."""
+"""`orchestrator up` keeps its worker processes (and its gateway) running: one that ends is
+started again, after a back-off that grows while it keeps dying (1, 2, 4 … 30 s) and resets
+once it has run a minute."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class Supervisor:
     clock: Callable[[], float] = time.monotonic
     slots: list[Slot] = field(default_factory=list)
     restarts: int = 0
+    name: str = "worker"
+    """What its processes are, for the log."""
 
     def start(self) -> None:
         self.slots = [Slot(self.spawn(), self.clock()) for _ in range(self.count)]
@@ -56,7 +59,8 @@ class Supervisor:
                 delay = 0.0 if slot.failures == 0 else min(BACKOFF_MAX, 2.0 ** (slot.failures - 1))
                 slot.restart_at = now + delay
                 log.warning(
-                    "worker %d exited with code %s after %.0f s: starting it again in %.0f s",
+                    "%s %d exited with code %s after %.0f s: starting it again in %.0f s",
+                    self.name,
                     number,
                     code,
                     ran,

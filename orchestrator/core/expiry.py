@@ -5,7 +5,7 @@ outside it: the gateway's last request to it (orchestrator.coordination.traffic)
 counter of its port (orchestrator.adapters.visits); each observation that finds the counter
 moved marks the preview active at that moment.
 
-With sleep on (``sleep_after`` > 0) a preview idle for ``sleep_after`` seconds, or awake for
+With sleep on (``sleep_after`` set) a preview idle for ``sleep_after`` seconds, or awake for
 ``max_age``, goes to sleep; a sleeping one is removed after ``sleep_lifetime`` asleep. With
 sleep off, an idle preview (``idle_ttl``) is stopped, and so is one live for ``max_age``
 (*expired*). An ``idle_ttl`` shorter than ``sleep_after`` still stops (``gc --idle-ttl``).
@@ -67,14 +67,14 @@ class Policy:
     """Seconds without traffic after which a preview is stopped."""
     max_age: float
     """Seconds a preview may stay awake at most."""
-    sleep_after: float = 0.0
-    """Seconds idle after which a preview sleeps (0: never; it is stopped instead)."""
+    sleep_after: float | None = None
+    """Seconds idle after which a preview sleeps (None: never; it is stopped instead)."""
     sleep_lifetime: float = 7 * 24 * 3600.0
     """Seconds a sleeping preview is kept."""
 
     @property
     def sleeps(self) -> bool:
-        return self.sleep_after > 0
+        return self.sleep_after is not None
 
 
 def reap_reason(policy: Policy, age: float, idle: float, website_deleted: bool = False) -> StopReason | None:
@@ -83,14 +83,14 @@ def reap_reason(policy: Policy, age: float, idle: float, website_deleted: bool =
         return StopReason.DELETED
     if age >= policy.max_age and not policy.sleeps:
         return StopReason.EXPIRED
-    if idle >= policy.idle_ttl and not (policy.sleeps and policy.sleep_after <= policy.idle_ttl):
+    if idle >= policy.idle_ttl and (policy.sleep_after is None or policy.sleep_after > policy.idle_ttl):
         return StopReason.IDLE
     return None
 
 
 def sleep_reason(policy: Policy, age: float, idle: float) -> str | None:
     """Why a live preview should go to sleep now (the sentence its log gets), None to keep it awake."""
-    if not policy.sleeps:
+    if policy.sleep_after is None:
         return None
     if idle >= policy.sleep_after:
         return f"no requests for {duration(idle)} (sleeps after {duration(policy.sleep_after)})"

@@ -27,10 +27,11 @@ WARM_UP_SECONDS = 15.0
 def request(settings: Settings, port: int, path: str, timeout: float = 2.0) -> httpx.Response | None:
     """GET ``path`` from the preview on ``port`` as a browser would (its Host header); None when
     nothing answers."""
-    host = "127.0.0.1" if settings.preview_bind in ("0.0.0.0", "") else settings.preview_bind
     try:
         return httpx.get(
-            f"http://{host}:{port}{path}", timeout=timeout, headers={"Host": f"{settings.public_host}:{port}"}
+            f"http://{settings.preview_address}:{port}{path}",
+            timeout=timeout,
+            headers={"Host": f"{settings.public_host}:{port}"},
         )
     except httpx.HTTPError:
         return None

@@ -295,14 +295,15 @@ def collect(
     idle_ttl: float | None = None,
     max_age: float | None = None,
     scheduled: bool = False,
+    sleep_after: float | None = None,
 ) -> Report:
-    """One gc run; ``idle_ttl`` and ``max_age`` override the settings for this run.
+    """One gc run; ``idle_ttl``, ``max_age`` and ``sleep_after`` override the settings for this run.
     ``scheduled``: the service's own run (measures the package store every ten minutes only)."""
     settings = ctx.settings
     policy = Policy(
         idle_ttl=settings.idle_ttl if idle_ttl is None else idle_ttl,
         max_age=settings.max_age if max_age is None else max_age,
-        sleep_after=settings.sleep_after,
+        sleep_after=(settings.sleep_after or None) if sleep_after is None else sleep_after,
         sleep_lifetime=settings.sleep_lifetime,
     )
     return Collector(ctx, policy, dry_run, scheduled).run()

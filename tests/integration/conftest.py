@@ -72,6 +72,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "ORCHESTRATOR_PORT_RANGE_START": "42000",
         "ORCHESTRATOR_PORT_RANGE_END": "42199",
         "ORCHESTRATOR_API_PORT": str(free_port()),
+        "ORCHESTRATOR_GATEWAY_PORT": str(free_port()),
         # the main stack tests builds, not scheduling (see test_scheduling.py): no waits
         "ORCHESTRATOR_MAX_CPU_PERCENT": "100",
         "ORCHESTRATOR_MAX_MEMORY_PERCENT": "100",
@@ -155,6 +156,9 @@ class Stack:
     def __init__(self, name: str, env: dict[str, str], workers: int) -> None:
         self.name, self.env, self.workers = name, env, workers
         self.url = f"http://127.0.0.1:{env['ORCHESTRATOR_API_PORT']}"
+        self.gateway_port = int(env["ORCHESTRATOR_GATEWAY_PORT"])
+        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
+        """The preview gateway, reached on loopback; the preview's host name goes in Host."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list = []
         self._clients: list[httpx.Client] = []
@@ -180,14 +184,15 @@ class Stack:
             "token", "create", "--role", "admin", "--name", "migrate-first", env=self.env
         )  # migrates once
         self.start_process("api", "api")
+        self.start_process("gateway", "gateway")
         for i in range(self.workers):
             self.start_process(f"worker-{i}", "worker")
         deadline = time.monotonic() + 60
         answer = "no answer"
-        while True:  # healthy: the API answers and builds can run (its workers are live)
+        while True:  # healthy: the API answers, builds can run (its workers are live), the gateway answers
             try:
                 found = httpx.get(f"{self.url}/api/health", timeout=5)
-                if found.status_code == 200:
+                if found.status_code == 200 and httpx.get(self.gateway, timeout=5).status_code == 404:
                     return self
                 answer = found.text
             except httpx.HTTPError as exc:
@@ -198,6 +203,15 @@ class Stack:
                     f"the stack did not become healthy ({answer}); see {ARTIFACTS / (self.name + '-*.log')}"
                 )
             time.sleep(0.2)
+
+    def through_gateway(self, url: str, path: str = "", **kwargs) -> httpx.Response:
+        """GET a gateway URL (``http://<name>.preview.localhost:<port>/``) as a browser would:
+        to loopback, with the URL's host name in Host (this host's resolver may not know
+        ``*.localhost``, which browsers resolve themselves)."""
+        host = httpx.URL(url).netloc.decode()
+        headers = {"Host": host, **kwargs.pop("headers", {})}
+        timeout = kwargs.pop("timeout", 30)
+        return httpx.get(f"{self.gateway}/{path.lstrip('/')}", headers=headers, timeout=timeout, **kwargs)
 
     def token(self, role: str, name: str) -> str:
         return (
@@ -296,6 +310,7 @@ def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str
         "ORCHESTRATOR_PORT_RANGE_START": str(ports[0]),
         "ORCHESTRATOR_PORT_RANGE_END": str(ports[1]),
         "ORCHESTRATOR_API_PORT": str(free_port()),
+        "ORCHESTRATOR_GATEWAY_PORT": str(free_port()),
         "ORCHESTRATOR_GC_INTERVAL": "0",
         **overrides,
     }
