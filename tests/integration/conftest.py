@@ -150,6 +150,10 @@ def run_cli(
     )
 
 
+PREVIEW = ("running", "sleeping")
+"""Statuses of a build that holds a port and a container (a preview awake or asleep)."""
+
+
 class Stack:
     """An API process and build workers, each a real process, with their own environment."""
 
@@ -256,13 +260,13 @@ class Stack:
 
         for port, owner in ports.held().items():
             build = record(owner_build(owner))
-            if build["status"] != "running" or owner != attempt_owner(build["id"], build["attempts"]):
+            if build["status"] not in PREVIEW or owner != attempt_owner(build["id"], build["attempts"]):
                 found.append(f"port {port} held by {owner} (build {build['status']})")
         ns = "org.website-orchestrator"
         mine = [f"{ns}.instance={self.env['ORCHESTRATOR_INSTANCE_ID']}"]
         for container in runtime.client.api.containers(all=True, filters={"label": mine}):
             build = record(container["Labels"].get(f"{ns}.build-id", ""))
-            if build["status"] != "running" or build.get("containerId") not in (None, container["Id"]):
+            if build["status"] not in PREVIEW or build.get("containerId") not in (None, container["Id"]):
                 found.append(f"container {container['Id'][:12]} of a {build['status']} build")
         workspaces = Path(self.env["ORCHESTRATOR_DATA_DIR"]) / "workspaces"
         found += [f"workspace {path.name}" for path in workspaces.iterdir()] if workspaces.is_dir() else []
