@@ -4,6 +4,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.core.exceptions import (
+    Conflict,
     Forbidden,
     InvalidTransition,
     InvalidUpload,
@@ -23,6 +24,7 @@ STATUS_CODES: list[tuple[type[OrchestratorError], int]] = [
     (Unauthorized, 401),
     (Forbidden, 403),
     (InvalidTransition, 409),
+    (Conflict, 409),
     (ServiceUnavailable, 503),
 ]
 

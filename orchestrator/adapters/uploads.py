@@ -265,6 +265,20 @@ class Extracted:
     """What was dropped from the upload, and why (for the build log)."""
 
 
+def read_upload(archive_path: Path, limits: UploadLimits) -> dict[str, bytes]:
+    """A stored upload's files (relative path → contents), as a workspace would hold them."""
+    files: dict[str, bytes] = {}
+    with _open_zip(archive_path) as archive:
+        summary = inspect_zip(archive, limits)
+        for info in archive.infolist():
+            if info.is_dir() or is_system_junk(info.filename):
+                continue
+            path = clean_path(info.filename)
+            if path is not None:
+                files[path[len(summary.prefix) :]] = read_entry(archive, info, limits.max_unpacked_bytes)
+    return files
+
+
 def extract_upload(archive_path: Path, dest: Path, limits: UploadLimits) -> Extracted:
     """Unpack a stored upload into ``dest`` and hash its contents.
 

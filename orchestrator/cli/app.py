@@ -26,7 +26,7 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 image_app = typer.Typer(help="The Node image build containers run.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(image_app, name="image")
-for command in (remote.submit, remote.status, remote.logs):
+for command in (remote.submit, remote.push, remote.status, remote.logs):
     app.command()(command)
 
 

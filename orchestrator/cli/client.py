@@ -28,15 +28,24 @@ def pack(path: Path) -> tuple[str, bytes]:
         if path.suffix.lower() != ".zip":
             raise ClientError(f"{path} is not a folder or a .zip file")
         return path.name, path.read_bytes()
-    if not path.is_dir():
-        raise ClientError(f"{path} does not exist")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(path.rglob("*")):
-            relative = file.relative_to(path)
-            if file.is_file() and not set(relative.parts) & defaults.IGNORED_DIRS:
-                archive.write(file, relative.as_posix())
+        for relative, file in folder_files(path).items():
+            archive.write(file, relative)
     return f"{path.resolve().name or 'site'}.zip", buffer.getvalue()
+
+
+def folder_files(path: Path) -> dict[str, Path]:
+    """A project folder's files by relative path, without the folders a build makes itself
+    (node_modules, .git)."""
+    if not path.is_dir():
+        raise ClientError(f"{path} does not exist or is not a folder")
+    found = {}
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if file.is_file() and not set(relative.parts) & defaults.IGNORED_DIRS:
+            found[relative.as_posix()] = file
+    return found
 
 
 class ApiClient:

@@ -1,4 +1,4 @@
-"""The commands that talk to a running service over its HTTP API: submit, status, logs
+"""The commands that talk to a running service over its HTTP API: submit, push, status, logs
 (registered on the `orchestrator` app by orchestrator.cli.app)."""
 
 from __future__ import annotations
@@ -100,6 +100,46 @@ def submit(
     _print_outcome(final, as_json)
 
 
+def push(
+    path: Annotated[Path, typer.Argument(help="The project folder")],
+    website: Annotated[str, typer.Option(help="The website to edit (its id)")],
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Send what changed in PATH since the website's last upload or edit (compared by SHA-256)
+    to its live preview, as a live edit: changed and new files, and deletions. Hot reload shows
+    it at once; the type check runs afterwards (`orchestrator status BUILD`)."""
+    import hashlib
+
+    from orchestrator.cli.client import folder_files
+
+    with _client(server, token) as client:
+        try:
+            local = {rel: file.read_bytes() for rel, file in folder_files(path).items()}
+            remote = client.request("GET", f"/api/websites/{website}/files")["files"]
+            changed = sorted(
+                p for p, data in local.items() if remote.get(p) != hashlib.sha256(data).hexdigest()
+            )
+            deleted = sorted(p for p in remote if p not in local)
+            if not changed and not deleted:
+                console.print("Nothing changed since the last upload or edit.")
+                return
+            applied = client.request(
+                "PATCH",
+                f"/api/websites/{website}/files",
+                files=[("files", (p, local[p])) for p in changed] or None,
+                data={"delete": deleted} if deleted else None,
+            )
+        except OrchestratorError as exc:
+            fail(exc)
+    for name in applied["changed"]:
+        console.print(f"  changed {shown(name)}")
+    for name in applied["deleted"]:
+        console.print(f"  deleted {shown(name)}")
+    check = "its type check is running" if applied["typeCheck"] == "running" else "no type check"
+    console.print(f"Edit {applied['edit']} applied to build {applied['buildId']} ({check}).")
+
+
 def status(
     job: Annotated[str | None, typer.Argument(help="A build id; none lists your websites")] = None,
     server: ServerOption = None,
@@ -131,9 +171,14 @@ def status(
             f"[bold]{found['status']}[/bold] {found['progress']}% {shown(found.get('currentStep') or '')}"
             + (f" (about {eta:.0f} s left)" if eta else "")
         )
-        for key in ("previewUrl", "error", "queuePosition"):
+        for key in ("previewUrl", "websiteUrl", "error", "queuePosition"):
             if found.get(key):
                 out.print(f"{key}: {shown(found[key])}")
+        check = found.get("editCheck")
+        if check and check.get("status") not in (None, "none"):
+            out.print(f"type check of edit {check['edit']}: {shown(check['status'])}")
+            for line in check.get("errors", [])[:10]:
+                out.print(f"  {plain(line)}", markup=False, highlight=False)
         return
     table = Table("website", "type", "status", "preview", "build")
     for site in found:

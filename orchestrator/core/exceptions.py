@@ -33,6 +33,11 @@ class Forbidden(OrchestratorError):
     """Raised when a valid token may not do what it asks (a user asking for admin's things)."""
 
 
+class Conflict(OrchestratorError):
+    """Raised when a request cannot apply to the thing's present state (an edit of a website
+    whose dependencies would change, or with no live preview)."""
+
+
 class InvalidTransition(OrchestratorError):
     """Raised when a build is asked to move to a status its current one does not allow."""
 

@@ -6,7 +6,10 @@ resolve ``*.localhost`` themselves; this host's resolver may not)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
+import shutil
 import socket
 import threading
 import time
@@ -246,3 +249,107 @@ def test_twenty_previews_under_200_connections_then_woken_at_once(
     assert [(i, code) for i, code, text in woken if code != 200 or f"preview number {i}<" not in text] == []
     assert all(status(client, s["jobId"]) == "running" for s in states)
     assert stack.leaks(runtime, client) == []
+
+
+def hmr_token(stack: Stack, url: str) -> str:
+    client_js = stack.through_gateway(url, "@vite/client").text
+    found = re.search(r'const wsToken = "([^"]+)"', client_js)
+    assert found, "Vite's client carries its websocket token"
+    return found[1]
+
+
+def next_update(ws, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if message["type"] in ("update", "full-reload"):
+            return message
+
+
+def edit_check(client: httpx.Client, build_id: str, edit: int, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check = client.get(f"/api/builds/{build_id}/status").json()["editCheck"]
+        if check and check["edit"] == edit and check["status"] != "running":
+            return check
+        time.sleep(0.2)
+    raise AssertionError(f"the type check of edit {edit} did not end in {timeout} s")
+
+
+def test_live_edits_reach_the_preview_as_hmr_updates_and_are_type_checked_after(
+    stack: Stack, client: httpx.Client, templates: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "vanilla-ts"
+    shutil.copytree(templates / "template-vanilla-ts", project)
+    state = live(upload(client, [("vanilla-ts.zip", zip_dir(project))]))
+    website, build_id, url = state["websiteId"], state["jobId"], state["websiteUrl"]
+    host = httpx.URL(url).netloc.decode()
+    sock = socket.create_connection(("127.0.0.1", stack.gateway_port))
+    counter = (project / "src" / "counter.ts").read_text()
+    with connect(
+        f"ws://{host}/?token={hmr_token(stack, url)}", sock=sock, subprotocols=["vite-hmr"], open_timeout=20
+    ) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "connected"
+        edited = counter.replace("Count is", "clicked")
+        assert edited != counter
+        answer = client.patch(
+            f"/api/websites/{website}/files", files=[("files", ("src/counter.ts", edited.encode()))]
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["edit"] == 1 and answer.json()["typeCheck"] == "running"
+        update = next_update(ws)
+        assert update["type"] == "full-reload" or any(
+            u["path"].endswith("counter.ts") for u in update["updates"]
+        )
+        assert "clicked" in stack.through_gateway(url, "src/counter.ts").text
+        assert edit_check(client, build_id, 1)["status"] == "passed"
+
+        broken = edited + '\nexport const wrong: number = "not a number"\n'
+        answer = client.patch(
+            f"/api/websites/{website}/files", files=[("files", ("src/counter.ts", broken.encode()))]
+        )
+        assert answer.status_code == 200 and answer.json()["edit"] == 2
+        next_update(ws)
+        check = edit_check(client, build_id, 2)
+        assert check["status"] == "failed" and any("TS2322" in line for line in check["errors"]), check
+    assert stack.through_gateway(url).status_code == 200  # marked, not taken down
+    assert client.get(f"/api/builds/{build_id}").json()["status"] == "running"
+
+    refused = client.patch(f"/api/websites/{website}/files", files=[("files", ("package.json", b"{}"))])
+    assert refused.status_code == 409 and "upload a new version" in refused.json()["detail"]
+    assert client.patch(f"/api/websites/{website}/files", data={"delete": ["no/such.ts"]}).status_code == 400
+    assert client.patch(f"/api/websites/{website}/files", data={}).status_code == 400
+
+    # The edits are the website's newest version: its files say so, and `push` sends only
+    # what differs from them (here: a file changed back, one added, one deleted).
+    files = client.get(f"/api/websites/{website}/files").json()["files"]
+    assert files["src/counter.ts"] == hashlib.sha256(broken.encode()).hexdigest()
+    (project / "src" / "extra.ts").write_text("export const extra = 1\n")
+    (project / "public" / "icons.svg").unlink()
+    pushed = run_cli("push", str(project), "--website", website, env={**stack.env, **push_env(stack, client)})
+    said = pushed.stdout + pushed.stderr
+    assert "changed src/counter.ts" in said and "changed src/extra.ts" in said
+    assert "deleted public/icons.svg" in said and "Edit 3 applied" in said
+    files = client.get(f"/api/websites/{website}/files").json()["files"]
+    assert files["src/counter.ts"] == hashlib.sha256(counter.encode()).hexdigest()
+    assert "src/extra.ts" in files and "public/icons.svg" not in files
+    assert (
+        stack.through_gateway(url, "vite.svg").status_code == 404
+        or "<svg" not in stack.through_gateway(url, "vite.svg").text
+    )
+    again = run_cli("push", str(project), "--website", website, env={**stack.env, **push_env(stack, client)})
+    assert "Nothing changed" in again.stdout + again.stderr
+    assert edit_check(client, build_id, 3)["status"] == "passed"
+
+    # A sleeping preview is woken by an edit, and takes it.
+    gc(stack, "--sleep-after", "0")
+    assert status(client, build_id) == "sleeping"
+    answer = client.patch(
+        f"/api/websites/{website}/files", files=[("files", ("src/counter.ts", edited.encode()))]
+    )
+    assert answer.status_code == 200 and status(client, build_id) == "running"
+    assert "clicked" in stack.through_gateway(url, "src/counter.ts").text
+
+
+def push_env(stack: Stack, client: httpx.Client) -> dict[str, str]:
+    return {"ORCHESTRATOR_URL": stack.url, "ORCHESTRATOR_TOKEN": client.headers["Authorization"][7:]}
