@@ -42,19 +42,26 @@ class Traffic(Protocol):
     def forget(self, build_id: str) -> None: ...
 
 
+_ADD = """
+redis.call('HINCRBY', KEYS[1], 'requests', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'bytesIn', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'bytesOut', ARGV[3])
+local last = tonumber(redis.call('HGET', KEYS[1], 'lastRequest') or '0')
+if tonumber(ARGV[4]) > last then redis.call('HSET', KEYS[1], 'lastRequest', ARGV[4]) end
+"""
+"""One gateway's counts added to a build's, keeping the newest last request of all gateways."""
+
+
 class RedisTraffic:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._add = redis.register_script(_ADD)
 
     def add(self, counts: dict[str, Counts]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for build_id, c in counts.items():
-            key = keys.TRAFFIC + build_id
-            pipe.hincrby(key, "requests", c.requests)
-            pipe.hincrby(key, "bytesIn", c.bytes_in)
-            pipe.hincrby(key, "bytesOut", c.bytes_out)
-            if c.last_request:
-                pipe.hset(key, "lastRequest", repr(c.last_request))
+            args: list[int | str] = [c.requests, c.bytes_in, c.bytes_out, repr(c.last_request)]
+            self._add(keys=[keys.TRAFFIC + build_id], args=args, client=pipe)
         pipe.execute()
 
     def get(self, build_id: str) -> Counts | None:

@@ -182,8 +182,8 @@ def _apply(
     session.commit()
     try:
         if changed:
-            tar = pack_for_container(changed, user=defaults.build_user(build.allocated_port))
-            ctx.runtime.copy_in(build.container_id, tar)
+            with pack_for_container(changed, user=defaults.build_user(build.allocated_port)) as tar:
+                ctx.runtime.copy_in(build.container_id, tar)
         if deleted:
             paths = [f"{defaults.CONTAINER_WORKDIR}/{path}" for path in deleted]
             ctx.runtime.exec(build.container_id, ["rm", "-f", "--", *paths])

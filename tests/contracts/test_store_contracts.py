@@ -265,6 +265,29 @@ def test_activity_is_saved_moved_and_forgotten(stores: Stores) -> None:
     assert stores.activity.load("b") is None
 
 
+def test_traffic_counts_add_up_across_gateways_and_move_with_a_preview(stores: Stores) -> None:
+    from orchestrator.coordination.traffic import Counts
+
+    assert stores.traffic.get("a") is None
+    stores.traffic.add({"a": Counts(3, 100, 2000, 1000.5), "b": Counts(1, 0, 10, 900.0)})
+    stores.traffic.add({"a": Counts(2, 50, 500, 999.0)})  # another gateway, an older last request
+    assert stores.traffic.get("a") == Counts(5, 150, 2500, 1000.5)
+    stores.traffic.add({"a": Counts(1, 0, 0, 1001.25)})
+    found = stores.traffic.get("a")
+    assert found is not None and found.requests == 6 and found.last_request == 1001.25
+    stores.traffic.move("a", "c")
+    assert stores.traffic.get("a") is None and stores.traffic.get("c") == found
+    stores.traffic.forget("c")
+    assert stores.traffic.get("c") is None and stores.traffic.get("b") == Counts(1, 0, 10, 900.0)
+
+
+def test_a_task_claim_is_held_until_done(stores: Stores) -> None:
+    assert stores.signals.due("wake:x", 60)
+    assert not stores.signals.due("wake:x", 60)
+    stores.signals.done("wake:x")
+    assert stores.signals.due("wake:x", 60)
+
+
 def test_a_cache_entry_remembers_its_last_use(stores: Stores) -> None:
     assert stores.cache.last_used("k") is None
     stores.cache.touch("k")
