@@ -6,7 +6,8 @@ const STEP_NAMES = { extract: "extracting files", install: "installing dependenc
   serve: "starting the development server" };
 const STOP_REASONS = { idle: "nobody used it for a while", expired: "it reached its maximum lifetime",
   replaced: "a newer build of this website is live", deleted: "its website was deleted",
-  gc: "its container had stopped" };
+  gc: "its container had stopped", "slept-out": "it slept longer than sleeping previews are kept",
+  "disk-quota": "it wrote more than its disk quota", "engine-restart": "its container stopped and did not start again" };
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -307,11 +308,24 @@ async function renderBuild(jobId) {
       const why = STOP_REASONS[state.stopReason] || state.stopReason || "";
       $("#b-stopped-text").textContent = `This build's preview was stopped${why ? `: ${why}` : ""}. Rebuild to bring it back.`;
     }
+    $("#b-sleeping").hidden = state.status !== "sleeping";
+    if (state.status === "sleeping" && state.websiteUrl) {
+      const wake = $("#b-wake-link");
+      wake.href = wake.textContent = state.websiteUrl;
+    }
     if (state.status === "running" && state.previewUrl) {
       $("#b-success").hidden = false;
       const link = $("#b-link");
       link.href = link.textContent = state.previewUrl;
+      const site = $("#b-site-link");
+      if (state.websiteUrl) site.href = site.textContent = state.websiteUrl;
       if ($("#b-frame").getAttribute("src") !== state.previewUrl) $("#b-frame").src = state.previewUrl;
+      const check = state.editCheck;
+      $("#b-check").hidden = !(check && ["failed", "error"].includes(check.status));
+      if (check && !$("#b-check").hidden) {
+        $("#b-check-title").textContent = `The type check of live edit ${check.edit} failed (the preview stays up)`;
+        $("#b-check-lines").textContent = (check.errors || []).join("\n");
+      }
     }
   };
 
@@ -325,7 +339,7 @@ async function renderBuild(jobId) {
     }
     paint();
   }, 1000);
-  if (["running", "failed", "cancelled", "stopped"].includes(state.status)) { clearInterval(timer); return; }
+  if (["running", "sleeping", "failed", "cancelled", "stopped"].includes(state.status)) { clearInterval(timer); return; }
 
   let seenLog = false;
   await followEvents(jobId, (type, data) => {

@@ -21,7 +21,16 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import redis_test_url
-from tests.integration.conftest import Stack, Watched, run_cli, small_stack, upload, zip_dir
+from tests.integration.conftest import (
+    ARTIFACTS,
+    Stack,
+    Watched,
+    chromium_path,
+    run_cli,
+    small_stack,
+    upload,
+    zip_dir,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +114,23 @@ def test_a_preview_sleeps_and_wakes_on_request(stack: Stack, client: httpx.Clien
     with connect(f"ws://{host}/", sock=sock, subprotocols=["vite-hmr"], open_timeout=60) as ws:
         assert ws.subprotocol == "vite-hmr"
         assert json.loads(ws.recv(timeout=10))["type"] == "connected"
+    assert status(client, build_id) == "running"
+
+    # A real browser: the waking page first, whose own reload then shows the preview.
+    from playwright.sync_api import sync_playwright
+
+    gc(stack, "--sleep-after", "0")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu", "--no-proxy-server"]
+        )
+        page = browser.new_page()
+        page.goto(url)  # Chromium resolves *.localhost to loopback itself
+        assert "Waking up" in page.content()
+        page.wait_for_selector("text=slow starter", timeout=30_000)
+        (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "screenshots" / "woken-preview.png"))
+        browser.close()
     assert status(client, build_id) == "running"
     assert stack.leaks(runtime, client) == []
 
