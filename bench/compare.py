@@ -15,6 +15,7 @@ Runs, in one go, with create-vite's react-ts template:
              time until all are running
   api        POST /api/websites with a 1 MB zip from 50 concurrent clients while builds run
   density    memory used by one idle react-ts preview, and how many fit in this machine
+  previews   sleep and wake through the gateway, and live edits (bench/previews.py)
 and prints a table with medians, spreads and ratios to naive; --json writes the figures,
 --markdown writes the table with the date and the machine (docs/benchmarks.md keeps the latest).
 The service is a throwaway one (bench/stack.py): it sees nothing of a developer's own.
@@ -43,6 +44,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import previews  # noqa: E402
 from bench.build_times import template_zip  # noqa: E402
 from bench.stack import BenchStack  # noqa: E402
 from orchestrator.adapters.docker_runtime import DockerRuntime  # noqa: E402
@@ -313,6 +315,28 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, in order
             "fit_by_limit": int(total * 0.9 // (512 * 2**20)),
         }
 
+        print("previews: wakes, 20 wakes at once and live edits, through the gateway…", flush=True)
+        site_url = client.get(f"/api/websites/{site}").json()["websiteUrl"]
+        results["wake"] = previews.wakes(stack, site_url, 5 if args.quick else 20)
+        twenty = [site_url]
+        for i in range(19):
+            built = upload(client, variant(payload, f"sleeper {i}"))[1]
+            twenty.append(client.get(f"/api/websites/{built['websiteId']}").json()["websiteUrl"])
+        results["wake x20"] = previews.wake_together(stack, twenty)
+        first_byte = previews.first_byte(stack, site_url)  # awake again before it is edited
+        results["edit"] = previews.hmr_latency(
+            stack, client, site, site_url, previews.app_source(payload), 5 if args.quick else 20
+        )
+        results["edit"]["first_byte_after"] = first_byte
+
+    count = 200 if args.quick else 1000
+    print(f"sleepers: {count} static previews registered and put to sleep, 100 woken…", flush=True)
+    with (
+        BenchStack(workers=4, ports=(45000, 46199), max_cpu_percent="100") as stack,
+        stack.client(timeout=120) as client,
+    ):
+        results["sleepers"] = previews.sleepers(stack, client, count, 100)
+
     table = render(results, runs)
     print("\n" + table)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -322,9 +346,12 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, in order
     if args.markdown:
         # Other scripts' sections (bench/streams.py's, between its markers) are kept.
         kept = (
-            re.search(r"<!-- (\w+) -->.*?<!-- /\1 -->\n", args.markdown.read_text(), re.S)
+            "".join(
+                m.group(0) + "\n"
+                for m in re.finditer(r"<!-- (\w+) -->.*?<!-- /\1 -->\n", args.markdown.read_text(), re.S)
+            )
             if args.markdown.exists()
-            else None
+            else ""
         )
         args.markdown.write_text(
             f"# Benchmarks\n\nLatest run of `bench/compare.py{' --quick' if args.quick else ''}`, "
@@ -332,7 +359,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, in order
             "`.venv/bin/python bench/compare.py --markdown docs/benchmarks.md`.\n\n```\n"
             + table
             + "\n```\n"
-            + (kept.group(0) + "\n" if kept else "")
+            + kept
             + NOTES
         )
 
@@ -454,6 +481,8 @@ def render(results: dict[str, dict], runs: int) -> str:
         f"{'density':<15}idle react-ts preview {d['idle_preview_mb']:.0f} MB: {d['fit_by_use']} fit in "
         f"90% of {d['host_memory_mb'] / 1024:.0f} GB by use ({d['fit_by_limit']} by the 512 MB limit)"
     )
+    if "wake" in results:
+        lines += previews.render(results)
     return "\n".join(lines)
 
 

@@ -43,9 +43,12 @@ class BenchStack:
             "ORCHESTRATOR_PORT_RANGE_START": str(ports[0]),
             "ORCHESTRATOR_PORT_RANGE_END": str(ports[1]),
             "ORCHESTRATOR_API_PORT": str(_free_port()),
+            "ORCHESTRATOR_GATEWAY_PORT": str(_free_port()),
             **{f"ORCHESTRATOR_{key.upper()}": value for key, value in settings.items()},
         }
         self.url = f"http://127.0.0.1:{self.env['ORCHESTRATOR_API_PORT']}"
+        self.gateway_port = int(self.env["ORCHESTRATOR_GATEWAY_PORT"])
+        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
         self.workers = workers
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -63,7 +66,7 @@ class BenchStack:
         Redis.from_url(self.redis_url).flushdb()
         self.token = self.new_token("admin", "bench")
         log = (self.data / "service.log").open("w")
-        for args in (["api"], *[["worker"]] * self.workers):
+        for args in (["api"], ["gateway"], *[["worker"]] * self.workers):
             self.procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "orchestrator.cli", *args],

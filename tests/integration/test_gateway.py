@@ -43,7 +43,7 @@ export default { legacy: { skipWebSocketTokenCheck: true } };
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, runtime) -> Iterator[Stack]:
     with small_stack(
-        "gateway", tmp_path_factory.mktemp("gateway"), 2, (42780, 42819), runtime, workers=2
+        "gateway", tmp_path_factory.mktemp("gateway"), 2, (42780, 42819), runtime, workers=4
     ) as s:
         yield s
 
