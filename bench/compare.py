@@ -44,7 +44,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import previews  # noqa: E402
+from bench import previews as preview_bench  # noqa: E402
 from bench.build_times import template_zip  # noqa: E402
 from bench.stack import BenchStack  # noqa: E402
 from orchestrator.adapters.docker_runtime import DockerRuntime  # noqa: E402
@@ -317,15 +317,15 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, in order
 
         print("previews: wakes, 20 wakes at once and live edits, through the gateway…", flush=True)
         site_url = client.get(f"/api/websites/{site}").json()["websiteUrl"]
-        results["wake"] = previews.wakes(stack, site_url, 5 if args.quick else 20)
+        results["wake"] = preview_bench.wakes(stack, site_url, 5 if args.quick else 20)
         twenty = [site_url]
         for i in range(19):
             built = upload(client, variant(payload, f"sleeper {i}"))[1]
             twenty.append(client.get(f"/api/websites/{built['websiteId']}").json()["websiteUrl"])
-        results["wake x20"] = previews.wake_together(stack, twenty)
-        first_byte = previews.first_byte(stack, site_url)  # awake again before it is edited
-        results["edit"] = previews.hmr_latency(
-            stack, client, site, site_url, previews.app_source(payload), 5 if args.quick else 20
+        results["wake x20"] = preview_bench.wake_together(stack, twenty)
+        first_byte = preview_bench.first_byte(stack, site_url)  # awake again before it is edited
+        results["edit"] = preview_bench.hmr_latency(
+            stack, client, site, site_url, preview_bench.app_source(payload), 5 if args.quick else 20
         )
         results["edit"]["first_byte_after"] = first_byte
 
@@ -335,7 +335,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, in order
         BenchStack(workers=4, ports=(45000, 46199), max_cpu_percent="100") as stack,
         stack.client(timeout=120) as client,
     ):
-        results["sleepers"] = previews.sleepers(stack, client, count, 100)
+        results["sleepers"] = preview_bench.sleepers(stack, client, count, 100)
 
     table = render(results, runs)
     print("\n" + table)
@@ -482,7 +482,7 @@ def render(results: dict[str, dict], runs: int) -> str:
         f"90% of {d['host_memory_mb'] / 1024:.0f} GB by use ({d['fit_by_limit']} by the 512 MB limit)"
     )
     if "wake" in results:
-        lines += previews.render(results)
+        lines += preview_bench.render(results)
     return "\n".join(lines)
 
 

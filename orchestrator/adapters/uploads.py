@@ -265,6 +265,15 @@ class Extracted:
     """What was dropped from the upload, and why (for the build log)."""
 
 
+def upload_paths(archive_path: Path, limits: UploadLimits) -> list[str]:
+    """A stored upload's file paths, as a workspace would hold them (no file is read)."""
+    with _open_zip(archive_path) as archive:
+        summary = inspect_zip(archive, limits)
+        infos = [i for i in archive.infolist() if not i.is_dir() and not is_system_junk(i.filename)]
+    paths = [clean_path(info.filename) for info in infos]
+    return [path[len(summary.prefix) :] for path in paths if path is not None]
+
+
 def read_upload(archive_path: Path, limits: UploadLimits) -> dict[str, bytes]:
     """A stored upload's files (relative path → contents), as a workspace would hold them."""
     files: dict[str, bytes] = {}

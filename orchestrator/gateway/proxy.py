@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
@@ -63,6 +65,9 @@ BOOST_SECONDS = 10.0
 
 FLUSH_SECONDS = 1.0
 
+WAKERS = 32
+"""Threads for the database lookups and wakes (each wake holds one until its preview answers)."""
+
 SHARE_COOKIE_SECONDS = 30 * 24 * 3600
 
 WS_HEADERS = (
@@ -102,6 +107,10 @@ class Gateway:
         return app
 
     async def _start(self, app: web.Application) -> None:
+        # Lookups and wakes run in threads: enough for WAKERS wakes at once beside the lookups.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(WAKERS, thread_name_prefix="gateway")
+        )
         self.client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
@@ -249,10 +258,7 @@ class Gateway:
             )
         if why is not None:
             return page(502, "The preview did not wake", f"It could not be started again: {why}.")
-        awake = await self.target(route, fresh=True)
-        if awake is None or awake.status is not Status.RUNNING:
-            return page(502, "The preview did not wake", "It was stopped while it woke.")
-        return awake
+        return dataclasses.replace(target, status=Status.RUNNING)  # awake where it slept
 
     async def _wake(self, build_id: str) -> str | None:
         why = await asyncio.to_thread(wake, self.ctx, build_id, WAKE_WAIT)

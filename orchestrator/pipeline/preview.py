@@ -114,7 +114,9 @@ def after_live(run: BuildRun) -> None:
     run.recorder.flush()
 
 
-def revive(ctx: Context, build: BuildJob, serve: str, wait: float = 60.0, poll: float = 0.5) -> str | None:
+def revive(
+    ctx: Context, build: BuildJob, serve: str, wait: float = 60.0, poll: float = 0.5, settle: bool = True
+) -> str | None:
     """Start a live preview again whose container stopped under it (a host reboot, its server
     crashing): the container, then its development server (``serve``, the command its label
     kept). None once the preview answers again; else why it did not."""
@@ -130,7 +132,9 @@ def revive(ctx: Context, build: BuildJob, serve: str, wait: float = 60.0, poll: 
     while time.monotonic() < deadline:
         response = request(ctx.settings, port, "/", timeout=max(poll, 1.0))
         if response is not None and response.status_code < 500:
-            mark_live(ctx, build.id, container, port)  # a start is activity: not reaped as idle at once
+            mark_live(
+                ctx, build.id, container, port, settle
+            )  # a start is activity: not reaped as idle at once
             return None
         state = runtime.state(container)
         if state is None or not state.running:

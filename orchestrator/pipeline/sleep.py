@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import time
 
-from orchestrator.adapters.runtime import SERVE_LABEL
 from orchestrator.context import Context
 from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.plan import ProjectType, serve_command
 from orchestrator.core.status import Status
 from orchestrator.pipeline.preview import revive
 from orchestrator.state.models import BuildJob, utcnow
@@ -23,7 +23,7 @@ from orchestrator.state.recorder import BuildRecorder, claim
 CLAIM_SECONDS = 120
 """Longest a sleep or a wake may hold a preview (then the claim expires by itself)."""
 
-WAKE_POLL = 0.05
+WAKE_POLL = 0.02
 """Seconds between two looks at a waking preview."""
 
 
@@ -75,20 +75,24 @@ def wake(ctx: Context, build_id: str, wait: float = 60.0) -> str | None:
             return "no such build"
         if build.status == Status.RUNNING:
             return None
-        if build.status != Status.SLEEPING or not build.container_id:
+        if build.status != Status.SLEEPING or not build.container_id or build.allocated_port is None:
             return f"its preview is {build.status}"
-        serve = _serve_command(ctx, build.container_id)
-        if serve is None:
-            return "its container is gone, or does not name its server's command"
+        serve = serve_command(ProjectType(build.project_type), build.allocated_port)
         started = time.monotonic()
         with contextlib.suppress(OrchestratorError):  # the boost only makes it quicker
             ctx.runtime.set_cpus(build.container_id, ctx.settings.build_nano_cpus)
-        why = revive(ctx, build, serve, wait=max(1.0, deadline - time.monotonic()), poll=WAKE_POLL)
+        boosted = time.monotonic()
+        wait = max(1.0, deadline - time.monotonic())
+        why = revive(ctx, build, serve, wait=wait, poll=WAKE_POLL, settle=False)
         if why is not None:
             return why
+        answered = time.monotonic()
         if not claim(ctx, build_id, Status.SLEEPING, Status.RUNNING, woke_at=utcnow()):
             return "it was stopped while it woke"
-        BuildRecorder(ctx, build_id).announce(f"Preview awake again in {time.monotonic() - started:.2f} s")
+        took = time.monotonic() - started
+        BuildRecorder(ctx, build_id).announce(
+            f"Preview awake again in {took:.2f} s (its container and server {answered - boosted:.2f} s)"
+        )
         return None
     finally:
         ctx.stores.signals.done(task)
@@ -101,9 +105,3 @@ def settle(ctx: Context, build_id: str) -> None:
         with contextlib.suppress(OrchestratorError):  # gone meanwhile
             ctx.runtime.set_cpus(build.container_id, ctx.settings.nano_cpus)
 
-
-def _serve_command(ctx: Context, container_id: str) -> str | None:
-    for container in ctx.runtime.list_ours():
-        if container["Id"] == container_id:
-            return (container.get("Labels") or {}).get(SERVE_LABEL)
-    return None

@@ -1,15 +1,18 @@
 """Live edits: files changed in a live (or woken) preview at once, Vite's watcher turning them
 into an HMR update, and recorded as the website's newest version.
 
-An edit is recorded first (the build's stored upload is replaced by the edited files, whole or
-not at all), then copied into the preview's container; a rebuild, a wake or the next edit sees
-it. Its type check runs afterwards in the preview's container (``recheck``), and its result is
-kept on the build (``edit_check``) without taking the preview down. An edit may not change what
+An edit is copied into the preview's container first (Vite's watcher sends its update at
+once), then recorded: the build's stored upload is replaced by the edited files, whole or not at
+all, so that a rebuild, a wake or the next edit sees it. The answer comes once both are done,
+and says which one failed if one did. Its type check runs afterwards in the preview's container
+(``recheck``), and its result is kept on the build (``edit_check``) without taking the preview
+down. An edit may not change what
 is installed: package.json and lockfiles need a new upload, which installs them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import time
@@ -17,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from orchestrator.adapters.uploads import read_upload, store_upload
+from orchestrator.adapters.uploads import read_upload, store_upload, upload_paths
 from orchestrator.adapters.workspace import pack_for_container
 from orchestrator.context import Context
 from orchestrator.core import defaults
@@ -50,6 +54,9 @@ INSTALLED_BY = frozenset(
 
 CHECK_LINES = 40
 """Lines of a failing type check kept on the build."""
+
+BOOST_SECONDS = 3.0
+"""An edit of a project with no type check keeps the build's CPU this long (for Vite's work)."""
 
 
 @dataclass(frozen=True)
@@ -160,27 +167,13 @@ def _apply(
 ) -> Edit:
     website_id, build = _editable(session, principal, website_id)
     upload = ctx.settings.uploads_dir / f"{build.id}.zip"
-    files = read_upload(upload, limits(ctx))
-    missing = [path for path in deleted if path not in files]
+    missing = sorted(set(deleted) - set(upload_paths(upload, limits(ctx))))
     if missing:
         raise InvalidUpload(f"cannot delete {missing[0]!r}: the website has no such file")
-    files.update(changed)
-    for path in deleted:
-        del files[path]
     if build.status == Status.SLEEPING and (why := wake(ctx, build.id)) is not None:
         raise ServiceUnavailable(f"the preview is asleep and did not wake: {why}")
-    store_upload([(path, io.BytesIO(data)) for path, data in sorted(files.items())], upload, limits(ctx))
-    package = parse_package_json(files["package.json"]) if "package.json" in files else None
     assert build.allocated_port is not None and build.container_id is not None
-    check = make_plan(list(files), package, build.allocated_port).typecheck.command
-    record = session.get(BuildJob, build.id)
-    assert record is not None
-    record.edits += 1
-    record.files_hash = None  # edited: no longer the same files as any upload
-    record.edit_check = {"edit": record.edits, "status": "running" if check else "none", "errors": []}
-    session.add(record)
-    session.commit()
-    try:
+    try:  # the preview first: Vite's watcher sends the update while the edit is recorded
         if changed:
             with pack_for_container(changed, user=defaults.build_user(build.allocated_port)) as tar:
                 ctx.runtime.copy_in(build.container_id, tar)
@@ -189,22 +182,58 @@ def _apply(
             ctx.runtime.exec(build.container_id, ["rm", "-f", "--", *paths])
     except OrchestratorError as exc:
         raise ServiceUnavailable(
-            f"the edit was recorded as the website's newest version, but the preview did not take "
-            f"it ({exc}): rebuild it (POST /api/websites/{website_id}/rebuild)"
+            f"the preview did not take the edit ({exc}); nothing was recorded: try again"
+        ) from exc
+    with contextlib.suppress(OrchestratorError):  # the build's cores while Vite and the check work
+        ctx.runtime.set_cpus(build.container_id, ctx.settings.build_nano_cpus)
+    try:
+        files = read_upload(upload, limits(ctx))
+        files.update(changed)
+        for path in deleted:
+            del files[path]
+        store_upload([(path, io.BytesIO(data)) for path, data in sorted(files.items())], upload, limits(ctx))
+        package = parse_package_json(files["package.json"]) if "package.json" in files else None
+        check = make_plan(list(files), package, build.allocated_port).typecheck.command
+        record = session.get(BuildJob, build.id)
+        assert record is not None
+        record.edits += 1
+        record.files_hash = None  # edited: no longer the same files as any upload
+        record.edit_check = {"edit": record.edits, "status": "running" if check else "none", "errors": []}
+        session.add(record)
+        session.commit()
+    except (OSError, SQLAlchemyError) as exc:
+        raise ServiceUnavailable(
+            f"the preview shows the edit, but it could not be recorded as the website's newest version "
+            f"({exc}): send it again, or a rebuild or wake will not see it"
         ) from exc
     return Edit(website_id, build.id, record.edits, sorted(changed), sorted(deleted), check)
 
 
 def recheck(ctx: Context, edit: Edit) -> None:
     """Run the type check on an edit in its preview's container, and keep its result on the
-    build unless a newer edit came meanwhile (the preview stays up either way)."""
-    if edit.check is None:
-        return
+    build unless a newer edit came meanwhile (the preview stays up either way). Then the
+    preview's CPU goes back to its share, unless a newer edit is still at work."""
     with ctx.session() as session:
         build = session.get(BuildJob, edit.build_id)
         container = build.container_id if build else None
     if container is None:
         return
+    try:
+        if edit.check is None:
+            time.sleep(BOOST_SECONDS)  # Vite's own work on the edit
+        else:
+            _check(ctx, edit, container)
+    finally:
+        with ctx.session() as session:
+            build = session.get(BuildJob, edit.build_id)
+            newest = build is not None and build.edits == edit.edit
+        if newest:
+            with contextlib.suppress(OrchestratorError):
+                ctx.runtime.set_cpus(container, ctx.settings.nano_cpus)
+
+
+def _check(ctx: Context, edit: Edit, container: str) -> None:
+    assert edit.check is not None
     deadline = time.monotonic() + ctx.settings.typecheck_timeout
     lines: list[str] = []
     try:

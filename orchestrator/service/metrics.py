@@ -125,7 +125,11 @@ class ServiceCollector(Collector):
 
     def previews(self, session: Session) -> Iterator[Metric]:
         live = session.exec(select(BuildJob.container_id).where(BuildJob.status == Status.RUNNING)).all()
-        yield GaugeMetricFamily("orchestrator_previews_live", "Previews live", value=len(live))
+        yield GaugeMetricFamily("orchestrator_previews_live", "Previews live (awake)", value=len(live))
+        asleep = session.exec(select(func.count()).where(BuildJob.status == Status.SLEEPING)).one()
+        yield GaugeMetricFamily(
+            "orchestrator_previews_sleeping", "Previews asleep (their containers stopped)", value=asleep
+        )
         memory = sum(self.ctx.runtime.memory_used(c) or 0 for c in live if c)
         yield GaugeMetricFamily(
             "orchestrator_previews_memory_bytes", "Memory the live previews use", value=memory

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.context import Context
 from orchestrator.core.quotas import Quotas, Usage, check_previews, check_upload
-from orchestrator.core.status import ACTIVE, PREVIEW
+from orchestrator.core.status import ACTIVE, Status
 from orchestrator.service.auth import is_admin
 from orchestrator.state.models import ApiToken, BuildJob, Website, as_utc, utcnow
 
@@ -45,7 +45,7 @@ def check_may_go_live(ctx: Context, session: Session, owner: ApiToken, website_i
         .join(Website, col(Website.id) == BuildJob.website_id)
         .where(
             BuildJob.owner_id == owner.id,
-            col(BuildJob.status).in_(PREVIEW),
+            BuildJob.status == Status.RUNNING,  # awake: a sleeper holds a port and disk, no memory
             col(Website.deleted_at).is_(None),
             col(BuildJob.website_id) != (website_id or ""),
         )

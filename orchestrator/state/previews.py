@@ -38,14 +38,15 @@ def traffic(ctx: Context, container_id: str | None, port: int | None) -> int | N
     return ctx.runtime.traffic(container_id) if container_id else None
 
 
-def mark_live(ctx: Context, build_id: str, container_id: str, port: int | None) -> None:
+def mark_live(ctx: Context, build_id: str, container_id: str, port: int | None, settle: bool = True) -> None:
     """A preview just went live: that is activity, and the counter to compare with later. The
     counter is read once the readiness probe's last segments have arrived (two equal reads), so
-    that the probe does not count as someone's visit."""
+    that the probe does not count as someone's visit; not when it was woken by a visit
+    (``settle`` False: a wake is waited on)."""
     if port is not None:
         ctx.visits.watch(port)
     counter = traffic(ctx, container_id, port)
-    for _ in range(10):
+    for _ in range(10 if settle else 0):
         time.sleep(0.1)
         again = traffic(ctx, container_id, port)
         if again == counter:

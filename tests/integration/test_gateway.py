@@ -134,6 +134,16 @@ def test_a_preview_sleeps_and_wakes_on_request(stack: Stack, client: httpx.Clien
     assert status(client, build_id) == "running"
     assert stack.leaks(runtime, client) == []
 
+    # Asleep past its lifetime, it is removed: container, port and URLs.
+    gc(stack, "--sleep-after", "0")
+    time.sleep(1.1)
+    report = json.loads(run_cli("gc", "--json", env={**stack.env, "ORCHESTRATOR_SLEEP_LIFETIME": "1"}).stdout)
+    assert ("stop preview", build_id) in [(a["action"], a["target"]) for a in report["actions"]]
+    record = client.get(f"/api/builds/{build_id}").json()
+    assert record["stopReason"] == "slept-out" and record["allocatedPort"] is None
+    assert runtime.state(container) is None
+    assert stack.through_gateway(url).status_code == 404
+
 
 def test_the_website_url_follows_a_new_build_with_no_failed_request(
     stack: Stack, client: httpx.Client, runtime, tmp_path

@@ -118,7 +118,10 @@ def test_the_type_check_of_an_edit_is_kept_on_the_build(
 ) -> None:
     memory(ctx).scripts["npm run typecheck"] = Script(("src/main.ts(1,5): error TS2322: no.",), exit_code=2)
     first = edit(ctx, alice, preview.website_id, {"src/main.ts": b"let a: number = 'x'"})
+    assert preview.container_id
+    assert ctx.runtime.limits(preview.container_id)["nano_cpus"] == ctx.settings.build_nano_cpus  # boosted
     recheck(ctx, first)
+    assert ctx.runtime.limits(preview.container_id)["nano_cpus"] == ctx.settings.nano_cpus  # and back
     check = record(ctx, preview.id).edit_check
     assert check is not None and check["status"] == "failed" and check["edit"] == 1
     assert check["errors"][0] == "type check failed: src/main.ts(1,5): error TS2322: no."
