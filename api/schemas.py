@@ -44,10 +44,14 @@ class PreviewPublic(CamelModel):
     website_id: str
     website_name: str
     owner: str
+    status: str
+    """running (awake) or sleeping (its container stopped; the next request wakes it)."""
     url: str | None
+    website_url: str
+    """The website's stable address at the gateway."""
     port: int | None
     memory_bytes: int | None
-    """What the preview's container uses now (its working set)."""
+    """What the preview's container uses now (its working set); none while it sleeps."""
     idle_seconds: float
     """Since anyone last sent the preview a request."""
     age_seconds: float

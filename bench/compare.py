@@ -97,6 +97,19 @@ NOTES = """
   Since the type check has a container of its own, the preview's 512 MB hold Vite alone, and
   Node keeps more of its heap: about 330 MB measured here, against 164 MB when `tsc` shared
   the container (and its memory pressure) with Vite.
+- **wake** (`bench/previews.py`): react-ts asleep (its container stopped by `gc --sleep-after 0`)
+  and requested through the gateway; the time until the answer's first byte. Its parts: `docker
+  start` about 0.33 s (the network endpoint, Docker's proxy for the port), the dev server
+  started in it again about 0.1 s, then Vite's first answer, which in a container just started
+  takes about 0.5 s where a second start in the same container takes 0.15 s. CPU boost on.
+- **wake x20**: 20 sleeping react-ts previews requested at once; the time until the last first
+  byte. They share this machine's 2 cores.
+- **sleepers**: static previews uploaded 100 at a time, each batch put to sleep; then 100 of
+  them requested at once through the gateway. A sleeper's disk is its writable layer as gc
+  lists it; its memory is nothing: no process runs in a stopped container.
+- **edit**: `PATCH /api/websites/{id}/files` with react-ts's App.tsx changed, timed to Vite's
+  HMR `update` message at a websocket client connected through the gateway; one edit at a time
+  (its type check over before the next, as a developer saving a file).
 - The machine is shared and its speed varies between runs: the same naive build took 29 s in
   an earlier session and 47-48 s today. Compare the ratios of one run, not runs of different days.
 """

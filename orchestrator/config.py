@@ -151,7 +151,8 @@ class Settings(BaseSettings):
     """Port put in gateway URLs (a proxy in front of the gateway); unset: gateway_port."""
     preview_access: str | None = None
     """Default access to previews through the gateway: "open" or "protected" (a share link or
-    an API token of the owner). Unset: open while the gateway listens on loopback only."""
+    an API token of the owner). Unset: open while the gateway and the preview ports listen on
+    loopback only, else protected."""
     share_secret: str | None = None
     """Key that signs share links; unset: one made once and kept in data_dir (set it when
     several hosts run gateways)."""
@@ -223,4 +224,6 @@ class Settings(BaseSettings):
     def default_preview_access(self) -> str:
         if self.preview_access:
             return self.preview_access
-        return "open" if self.gateway_host in ("127.0.0.1", "localhost", "::1") else "protected"
+        loopback = ("127.0.0.1", "localhost", "::1")
+        beyond = self.gateway_host not in loopback or self.preview_bind not in loopback
+        return "protected" if beyond else "open"

@@ -26,10 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from yarl import URL
 
 from orchestrator.context import Context
 from orchestrator.coordination.traffic import Counts
+from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.gateway import (
     SHARE_COOKIE,
     SHARE_PARAMETER,
@@ -143,6 +146,15 @@ class Gateway:
     # -- one request -------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._handle(request)
+        except (RedisError, SQLAlchemyError) as exc:  # what the gateway asks before it forwards
+            log.warning("cannot route %s: %s", request.host, exc)
+            return page(
+                503, "Previews are unavailable", "The gateway cannot reach its database or Redis: try again."
+            )
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         domain = self.settings.preview_domain
         route = route_for(request.headers.get("Host"), domain)
         if route is None:
@@ -261,7 +273,11 @@ class Gateway:
         return dataclasses.replace(target, status=Status.RUNNING)  # awake where it slept
 
     async def _wake(self, build_id: str) -> str | None:
-        why = await asyncio.to_thread(wake, self.ctx, build_id, WAKE_WAIT)
+        try:
+            why = await asyncio.to_thread(wake, self.ctx, build_id, WAKE_WAIT)
+        except (OrchestratorError, RedisError, SQLAlchemyError) as exc:
+            log.warning("could not wake build %s: %s", build_id, exc)
+            why = f"the service could not start it ({type(exc).__name__}: {exc})"
         if why is None:
             loop = asyncio.get_running_loop()
             loop.call_later(

@@ -1,4 +1,4 @@
-"""The live previews a caller may see, with what they cost and how long they sat idle."""
+"""The previews a caller may see, awake and asleep, with what they cost and how long they sat idle."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from orchestrator.context import Context
-from orchestrator.core.status import Status
+from orchestrator.core.status import PREVIEW, Status
 from orchestrator.service.auth import is_admin
 from orchestrator.state.models import ApiToken, BuildJob, Website
 from orchestrator.state.previews import live_since, observe_activity
@@ -20,7 +20,10 @@ class Preview:
     website_id: str
     website_name: str
     owner: str
+    status: str
+    """running (awake) or sleeping."""
     url: str | None
+    website_url: str
     port: int | None
     memory_bytes: int | None
     idle_seconds: float
@@ -28,12 +31,12 @@ class Preview:
 
 
 def live_previews(ctx: Context, session: Session, principal: ApiToken) -> list[Preview]:
-    """The live previews the caller may see (an admin: all), newest first."""
+    """The previews the caller may see (an admin: all), awake or asleep, newest first."""
     query = (
         select(BuildJob, Website, ApiToken)
         .join(Website, col(Website.id) == BuildJob.website_id)
         .join(ApiToken, col(ApiToken.id) == BuildJob.owner_id)
-        .where(BuildJob.status == Status.RUNNING)
+        .where(col(BuildJob.status).in_(PREVIEW))
         .order_by(col(BuildJob.completed_at).desc())
     )
     if not is_admin(principal):
@@ -48,9 +51,15 @@ def live_previews(ctx: Context, session: Session, principal: ApiToken) -> list[P
                 website_id=website.id,
                 website_name=website.name,
                 owner=owner.name,
+                status=build.status,
                 url=build.preview_url,
+                website_url=ctx.settings.website_url(website.id),
                 port=build.allocated_port,
-                memory_bytes=ctx.runtime.memory_used(build.container_id) if build.container_id else None,
+                memory_bytes=(
+                    ctx.runtime.memory_used(build.container_id)
+                    if build.container_id and build.status == Status.RUNNING
+                    else None
+                ),
                 idle_seconds=round(now - activity.active_at, 1),
                 age_seconds=round(now - live_since(build), 1),
             )

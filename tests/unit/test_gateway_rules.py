@@ -147,3 +147,15 @@ def test_the_gateways_last_request_counts_as_activity() -> None:
     assert observe(before, 10, now=2000.0, last_request=1500.0) == Activity(10, 1500.0)
     assert observe(before, 10, now=2000.0, last_request=900.0) == before
     assert observe(before, 10, now=2000.0, last_request=2500.0) == Activity(10, 2000.0)  # no future
+
+
+def test_previews_are_protected_by_default_once_they_listen_beyond_loopback() -> None:
+    from orchestrator.config import Settings
+
+    def access(**values: str) -> str:
+        return Settings(npm_registry="http://127.0.0.1:4873/", **values).default_preview_access  # type: ignore[arg-type]
+
+    assert access() == "open"
+    assert access(gateway_host="0.0.0.0") == "protected"
+    assert access(preview_bind="0.0.0.0") == "protected"
+    assert access(gateway_host="0.0.0.0", preview_access="open") == "open"
