@@ -95,9 +95,10 @@ def test_redis_api_and_host_services_are_out_of_reach(
     runtime, live_container: str, host_listener: int
 ) -> None:
     api_port = int(os.environ["ORCHESTRATOR_API_PORT"])
+    gateway_port = int(os.environ["ORCHESTRATOR_GATEWAY_PORT"])  # the preview gateway
     gateway = runtime.client.networks.get(defaults.BUILD_NETWORK).attrs["IPAM"]["Config"][0]["Gateway"]
     for address in [gateway, *host_addresses()]:
-        for port in (6379, api_port, host_listener):
+        for port in (6379, api_port, gateway_port, host_listener):
             assert probe(runtime, live_container, address, port) != "OPEN", f"{address}:{port} is reachable"
 
 

@@ -103,6 +103,7 @@ def outage_env(own_redis: RedisServer, tmp_path: Path) -> dict[str, str]:
         "ORCHESTRATOR_PORT_RANGE_START": str(PORTS[0]),
         "ORCHESTRATOR_PORT_RANGE_END": str(PORTS[1]),
         "ORCHESTRATOR_API_PORT": str(free_port()),
+        "ORCHESTRATOR_GATEWAY_PORT": str(free_port()),
         "ORCHESTRATOR_GC_INTERVAL": "0",
         "ORCHESTRATOR_MAX_CPU_PERCENT": "100",
         "ORCHESTRATOR_MAX_MEMORY_PERCENT": "100",
