@@ -68,8 +68,13 @@ BOOST_SECONDS = 10.0
 
 FLUSH_SECONDS = 1.0
 
-WAKERS = 32
+THREADS = 16
 """Threads for the database lookups and wakes (each wake holds one until its preview answers)."""
+
+WAKERS = 6
+"""Wakes at once: each starts a container and a dev server on this host's cores, and the engine
+starts containers one after another anyway; more at once only makes each slower (and holds
+more database connections)."""
 
 SHARE_COOKIE_SECONDS = 30 * 24 * 3600
 
@@ -112,8 +117,9 @@ class Gateway:
     async def _start(self, app: web.Application) -> None:
         # Lookups and wakes run in threads: enough for WAKERS wakes at once beside the lookups.
         asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(WAKERS, thread_name_prefix="gateway")
+            ThreadPoolExecutor(THREADS, thread_name_prefix="gateway")
         )
+        self.waking = asyncio.Semaphore(WAKERS)
         self.client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
@@ -274,7 +280,8 @@ class Gateway:
 
     async def _wake(self, build_id: str) -> str | None:
         try:
-            why = await asyncio.to_thread(wake, self.ctx, build_id, WAKE_WAIT)
+            async with self.waking:
+                why = await asyncio.to_thread(wake, self.ctx, build_id, WAKE_WAIT)
         except (OrchestratorError, RedisError, SQLAlchemyError) as exc:
             log.warning("could not wake build %s: %s", build_id, exc)
             why = f"the service could not start it ({type(exc).__name__}: {exc})"
@@ -326,11 +333,14 @@ class Gateway:
                 response.headers.add(name, value)
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                self.counts.setdefault(target.build_id, Counts()).bytes_out += len(chunk)
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    self.counts.setdefault(target.build_id, Counts()).bytes_out += len(chunk)
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionResetError:  # the visitor went away (a reload, a closed tab)
+                pass
         return response
 
     async def websocket(self, request: web.Request, target: Target) -> web.StreamResponse:

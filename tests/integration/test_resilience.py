@@ -57,8 +57,9 @@ def pair(services, runtime, tmp_path) -> Iterator[Stack]:
 
 @pytest.mark.parametrize(
     ("killed", "during"),
-    # (the work horse alone, killed during install scripts, was a second case: cut for the
-    # suite's time; the unit tests of recovery cover it, tests/unit/test_pipeline.py)
+    # (the work horse alone, killed during the install scripts, was a second case, cut for the
+    # suite's time: a lost build's recovery is the same whichever process died, and its logic
+    # is unit-tested in tests/unit/test_use_cases.py)
     [("worker and work horse", "typecheck")],
 )
 def test_a_build_whose_worker_is_killed_is_requeued_and_finishes(
