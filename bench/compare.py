@@ -329,6 +329,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, in order
         }
 
         print("previews: wakes, 20 wakes at once and live edits, through the gateway…", flush=True)
+        upload(client, variant(payload, "previews"), site)  # live again (the cold runs' gc stopped it)
         site_url = client.get(f"/api/websites/{site}").json()["websiteUrl"]
         results["wake"] = preview_bench.wakes(stack, site_url, 5 if args.quick else 20)
         twenty = [site_url]

@@ -64,10 +64,12 @@ def wakes(stack: BenchStack, url: str, runs: int) -> dict:
     return {"p50": statistics.median(took), "p99": percentile(took, 0.99), "max": max(took), "runs": runs}
 
 
-def wake_together(stack: BenchStack, urls: list[str]) -> dict:
+def wake_together(stack: BenchStack, urls: list[str], clients: int = 20) -> dict:
+    """``urls`` asleep, requested by ``clients`` clients at once (each takes the next when its
+    answer came): the time until all have answered."""
     sleep_all(stack)
     started = time.monotonic()
-    with ThreadPoolExecutor(len(urls)) as pool:
+    with ThreadPoolExecutor(min(clients, len(urls))) as pool:
         answered = list(pool.map(lambda u: first_byte(stack, u, 120), urls))
     return {"all": time.monotonic() - started, "previews": len(urls), "p50": statistics.median(answered)}
 

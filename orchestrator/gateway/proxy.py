@@ -68,8 +68,9 @@ BOOST_SECONDS = 10.0
 
 FLUSH_SECONDS = 1.0
 
-THREADS = 16
-"""Threads for the database lookups and wakes (each wake holds one until its preview answers)."""
+THREADS = 12
+"""Threads for the database lookups and wakes (each wake holds one until its preview answers);
+fewer than the database pool's 15 connections, so that no thread waits for one."""
 
 WAKERS = 6
 """Wakes at once: each starts a container and a dev server on this host's cores, and the engine
