@@ -105,7 +105,7 @@ NOTES = """
 - **wake x20**: 20 sleeping react-ts previews requested at once; the time until the last first
   byte. They share this machine's 2 cores.
 - **sleepers**: static previews uploaded 100 at a time, each batch put to sleep; then 100 of
-  them requested at once through the gateway. A sleeper's disk is its writable layer as gc
+  them requested through the gateway by 20 clients at once. A sleeper's disk is its writable layer as gc
   lists it; its memory is nothing: no process runs in a stopped container.
 - **edit**: `PATCH /api/websites/{id}/files` with react-ts's App.tsx changed, timed to Vite's
   HMR `update` message at a websocket client connected through the gateway; one edit at a time

@@ -2,7 +2,8 @@
 
 wake       react-ts asleep → the first byte of its page through the gateway, N times
 wake x20   20 sleeping react-ts previews requested at once: until all have answered
-sleepers   N static previews registered on this host, all asleep, then 100 of them woken:
+sleepers   N static previews registered on this host, all asleep, then 100 of them woken by 20
+           clients at once:
            the memory they use, the disk a sleeper keeps
 edit       PATCH one source file of a live react-ts preview → Vite's HMR "update" received by
            a websocket client through the gateway, N times
@@ -182,7 +183,7 @@ def render(results: dict) -> list[str]:
         f"{'sleepers':<15}{s['registered']} previews registered, {s['asleep']} asleep with "
         f"{s['running_while_asleep']} containers running; a sleeper keeps {s['sleeper_disk_kb']:.0f} KB "
         f"of disk (its writable layer) and no memory   goal ≥ 1000, 0 MB",
-        f"{'':<15}{s['awake']} of them woken at once in {s['wake_all_seconds']:.1f} s, using "
+        f"{'':<15}{s['awake']} of them woken by 20 clients at once in {s['wake_all_seconds']:.1f} s, using "
         f"{s['awake_mb']:.0f} MB together   goal ≥ 100 awake",
         f"{'edit':<15}PATCH → HMR update at a websocket client p50 {e['p50_ms']:.0f} ms, "
         f"p99 {e['p99_ms']:.0f} ms ({e['runs']} edits of react-ts's App.tsx)   goal p50 ≤ 150 ms",
