@@ -21,11 +21,11 @@ from orchestrator.config import Settings
 from orchestrator.context import Context
 from orchestrator.core import sharing
 from orchestrator.core.exceptions import InvalidUpload, NotFound
+from orchestrator.core.gateway import SHARE_PARAMETER
 from orchestrator.service.lookups import get_website
 from orchestrator.state.models import ApiToken, ShareLink, Website, as_utc, utcnow
 
 MAX_EXPIRES_IN = 365 * 24 * 3600
-SHARE_PARAMETER = "share"
 
 
 class Access(StrEnum):
