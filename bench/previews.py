@@ -43,7 +43,9 @@ def first_byte(stack: BenchStack, url: str, timeout: float = 60) -> float:
     with httpx.stream("GET", f"{stack.gateway}/", headers={"Host": host_of(url)}, timeout=timeout) as got:
         took = time.monotonic() - started
         if got.status_code != 200:
-            raise SystemExit(f"{url} answered {got.status_code} after waking")
+            got.read()
+            text = re.sub(r"<[^>]+>", " ", got.text)
+            raise SystemExit(f"{url} answered {got.status_code} after waking: {' '.join(text.split())}")
     return took
 
 

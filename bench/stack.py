@@ -97,7 +97,7 @@ class BenchStack:
             base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {self.token}"}
         )
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, failed: type[BaseException] | None = None, *_: object) -> None:
         for proc in self.procs:
             proc.terminate()
         for proc in self.procs:
@@ -122,4 +122,8 @@ class BenchStack:
             volume.remove(force=True)
         client.close()
         Redis.from_url(self.redis_url).flushdb()
+        if failed is not None and (self.data / "service.log").exists():
+            kept = Path(tempfile.gettempdir()) / f"{self.instance}-service.log"
+            shutil.copy(self.data / "service.log", kept)
+            print(f"the benchmark stopped early; its service's log is kept at {kept}", file=sys.stderr)
         shutil.rmtree(self.data, ignore_errors=True)

@@ -105,6 +105,7 @@ def text(value: bytes | str | None) -> str | None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
 
+
 TRAFFIC = PREFIX + "traffic:"
 """``TRAFFIC + build_id``: hash of what the gateway forwarded to that build's preview
 (requests, bytesIn, bytesOut, lastRequest), added to by each gateway process every second;

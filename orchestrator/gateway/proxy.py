@@ -286,7 +286,9 @@ class Gateway:
         except (OrchestratorError, RedisError, SQLAlchemyError) as exc:
             log.warning("could not wake build %s: %s", build_id, exc)
             why = f"the service could not start it ({type(exc).__name__}: {exc})"
-        if why is None:
+        if why is not None:
+            log.warning("build %s did not wake: %s", build_id, why)
+        else:
             loop = asyncio.get_running_loop()
             loop.call_later(
                 BOOST_SECONDS, lambda: asyncio.ensure_future(asyncio.to_thread(settle, self.ctx, build_id))
@@ -318,7 +320,8 @@ class Gateway:
                     skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
                 )
                 break
-            except aiohttp.ClientConnectionError:
+            except aiohttp.ClientConnectionError as exc:
+                log.info("build %s did not answer at %s: %r", target.build_id, target.address, exc)
                 # Its preview went (replaced a moment ago, say): a website's address is sent to
                 # whatever is live now, once; a request with a body is not sent twice.
                 fresh = await self.target(route, fresh=True) if route.kind is RouteKind.WEBSITE else None
@@ -358,7 +361,8 @@ class Gateway:
             )
         except aiohttp.WSServerHandshakeError as exc:
             return page(exc.status, "The preview refused the websocket", exc.message)
-        except aiohttp.ClientConnectionError:
+        except aiohttp.ClientConnectionError as exc:
+            log.info("build %s did not answer at %s: %r", target.build_id, target.address, exc)
             return page(502, "The preview does not answer", "Its server is not answering; try again.")
         downstream = web.WebSocketResponse(
             protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0

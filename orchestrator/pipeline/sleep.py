@@ -104,4 +104,3 @@ def settle(ctx: Context, build_id: str) -> None:
     if build is not None and build.status == Status.RUNNING and build.container_id:
         with contextlib.suppress(OrchestratorError):  # gone meanwhile
             ctx.runtime.set_cpus(build.container_id, ctx.settings.nano_cpus)
-
