@@ -8,6 +8,11 @@ from pathlib import Path
 
 import psutil
 
+from orchestrator.core.ports import with_reserved
+
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
 
 def host_usage() -> tuple[float, float]:
     """Host memory use (%) and CPU use (%) since the previous call in this process."""
@@ -33,3 +38,29 @@ def disk_free(paths: list[Path]) -> tuple[str, float] | None:
         except OSError:
             continue  # not on this host (a remote engine's folder), or not made yet
     return min(found, key=lambda item: item[1]) if found else None
+
+
+def reserve_ports(start: int, end: int) -> str:
+    """Keep the kernel from handing the previews' ports to outgoing connections.
+
+    A sleeping preview keeps its port while nothing listens on it; a port inside the kernel's
+    ephemeral range can then become the source port of any outgoing connection on this host,
+    and the preview's container could not start again ("address already in use"). The range is
+    added to net.ipv4.ip_local_reserved_ports (kept with the ranges already there). What was
+    done, or what the operator must do, in one sentence."""
+    wanted = f"net.ipv4.ip_local_reserved_ports={start}-{end}"
+    try:
+        low, high = (int(n) for n in EPHEMERAL_PORTS.read_text().split())
+        current = RESERVED_PORTS.read_text()
+    except (OSError, ValueError) as exc:
+        return f"cannot read this host's port ranges ({exc}); set {wanted} yourself"
+    if end < low or start > high:
+        return f"{start}-{end} lies outside the kernel's ephemeral ports ({low}-{high})"
+    merged = with_reserved(current, start, end)
+    if merged is None:
+        return f"{start}-{end} already reserved from the kernel's ephemeral ports"
+    try:
+        RESERVED_PORTS.write_text(merged)
+    except OSError as exc:
+        return f"could not reserve {start}-{end} from the kernel's ephemeral ports ({exc}): set {wanted}"
+    return f"{start}-{end} reserved from the kernel's ephemeral ports ({low}-{high})"

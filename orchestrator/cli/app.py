@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def _isolate_builds(ctx: Context) -> None:
     """The builds' network, and registry-only egress from it: a worker that cannot enforce
     that exits saying why (unless the operator opened egress)."""
     from orchestrator.adapters.docker_runtime import DockerRuntime
+    from orchestrator.adapters.host import reserve_ports
     from orchestrator.adapters.network import registry_access
     from orchestrator.pipeline.egress import confine_egress
 
@@ -59,6 +61,10 @@ def _isolate_builds(ctx: Context) -> None:
         console.print(f"Egress: {shown(confine_egress(ctx, registry_access(ctx.settings)))}")
     except OrchestratorError as exc:
         fail(exc)
+    if not os.environ.get("DOCKER_HOST", "unix://").startswith("unix://"):
+        return  # the previews' ports are on the engine's host: its operator reserves them
+    reserved = reserve_ports(ctx.settings.port_range_start, ctx.settings.port_range_end)
+    console.print(f"Preview ports: {shown(reserved)}")
 
 
 @token_app.command("create")

@@ -64,3 +64,33 @@ class PortPool:
 
     def release(self, port: int, owner: str) -> bool:
         return self.store.release(port, owner)
+
+
+def parse_ranges(text: str) -> list[tuple[int, int]]:
+    """The kernel's port list (``ip_local_reserved_ports``: ``"8080,41000-41999"``) as ranges."""
+    ranges = []
+    for part in text.replace("\n", "").split(","):
+        part = part.strip()
+        if part:
+            low, _, high = part.partition("-")
+            ranges.append((int(low), int(high or low)))
+    return ranges
+
+
+def with_reserved(current: str, start: int, end: int) -> str | None:
+    """The reserved-port list with ``start``-``end`` added (ranges merged), or None when the
+    list already holds all of it."""
+    ranges = parse_ranges(current)
+    covered = set()
+    for low, high in ranges:
+        if low <= end and high >= start:
+            covered.update(range(max(low, start), min(high, end) + 1))
+    if len(covered) == end - start + 1:
+        return None
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted([*ranges, (start, end)]):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return ",".join(f"{low}-{high}" if high > low else str(low) for low, high in merged)
