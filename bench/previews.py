@@ -44,7 +44,7 @@ def first_byte(stack: BenchStack, url: str, timeout: float = 60) -> float:
         took = time.monotonic() - started
         if got.status_code != 200:
             got.read()
-            text = re.sub(r"<[^>]+>", " ", got.text)
+            text = re.sub(r"<style>.*?</style>|<[^>]+>", " ", got.text, flags=re.S)
             raise SystemExit(f"{url} answered {got.status_code} after waking: {' '.join(text.split())}")
     return took
 
@@ -107,7 +107,8 @@ def sleepers(stack: BenchStack, client: httpx.Client, count: int, awake: int) ->
                 raise SystemExit(f"static build {state['id']} {state['status']}: {state['error']}")
             urls.append(website["websiteUrl"])
         report = sleep_all(stack)
-        print(f"  {len(urls)} registered, {len(report['sleeping'])} asleep", flush=True)
+        slept = sum(a["action"] == "sleep preview" for a in report["actions"])
+        print(f"  {len(urls)} registered, {len(report['sleeping']) + slept} asleep", flush=True)
     registered = time.monotonic() - started
     report = json.loads(stack.cli("gc", "--json").stdout)
     asleep = report["sleeping"]

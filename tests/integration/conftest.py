@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,8 +292,9 @@ class Stack:
             return
         ns = "org.website-orchestrator"
         mine = [f"{ns}.instance={self.env['ORCHESTRATOR_INSTANCE_ID']}"]
-        for container in runtime.client.api.containers(all=True, filters={"label": mine}):
-            runtime.remove(container["Id"])
+        containers = runtime.client.api.containers(all=True, filters={"label": mine})
+        with ThreadPoolExecutor(8) as pool:  # the engine removes several at once; one by one took 20 s
+            list(pool.map(runtime.remove, [c["Id"] for c in containers]))
         for image in runtime.client.api.images(filters={"label": mine}):  # its dependency cache
             runtime.client.api.remove_image(image["Id"], force=True)
         for volume in runtime.client.volumes.list(filters={"label": mine}):  # its package store
