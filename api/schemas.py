@@ -150,3 +150,16 @@ class BuildPublic(CamelModel):
     woke_at: datetime | None = None
     edits: int = 0
     edit_check: dict[str, Any] | None = None
+
+
+def multipart_form(required: tuple[str, ...] = (), **fields: dict) -> dict:
+    """OpenAPI for a route that reads its multipart form itself (``openapi_extra``)."""
+    schema: dict = {"type": "object", "properties": fields}
+    if required:
+        schema["required"] = list(required)
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def files_field(description: str) -> dict:
+    """A form field of many files."""
+    return {"type": "array", "items": {"type": "string", "format": "binary"}, "description": description}

@@ -5,7 +5,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import ContextDep, PrincipalDep, SessionDep
-from api.schemas import CamelModel
+from api.schemas import CamelModel, files_field, multipart_form
 from orchestrator.service.edits import apply_edit, current_files, recheck
 
 router = APIRouter(prefix="/api/websites", tags=["websites"])
@@ -30,30 +30,10 @@ class WebsiteFiles(CamelModel):
     """Relative path → SHA-256 of the live preview's files."""
 
 
-EDIT_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Changed or new files, each named by its relative path",
-                        },
-                        "delete": {
-                            "type": "array",
-                            "items": {"type": "string"},
-                            "description": "Relative paths of files to delete",
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
+EDIT_FORM = multipart_form(
+    files=files_field("Changed or new files, each named by its relative path"),
+    delete={"type": "array", "items": {"type": "string"}, "description": "Relative paths of files to delete"},
+)
 
 
 @router.patch(

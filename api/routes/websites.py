@@ -4,7 +4,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import ContextDep, PrincipalDep, SessionDep
-from api.schemas import BuildStatus, UploadAccepted, WebsiteDeleted, WebsitePublic
+from api.schemas import (
+    BuildStatus,
+    UploadAccepted,
+    WebsiteDeleted,
+    WebsitePublic,
+    files_field,
+    multipart_form,
+)
 from orchestrator.context import Context
 from orchestrator.core import defaults
 from orchestrator.core.exceptions import InvalidUpload
@@ -52,38 +59,13 @@ def _accepted(
 MAX_FORM_FIELDS = 16
 MAX_FIELD_BYTES = 64 * 1024
 
-UPLOAD_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "One .zip (or .tar.gz), or many files named by relative paths",
-                        },
-                        "name": {
-                            "type": "string",
-                            "description": "Website name (default: from package.json)",
-                        },
-                        "priority": {
-                            "type": "integer",
-                            "description": "Clamped to what the caller's role may ask",
-                        },
-                        "websiteId": {
-                            "type": "string",
-                            "description": "Upload a new version of this website",
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_FORM = multipart_form(
+    required=("files",),
+    files=files_field("One .zip (or .tar.gz), or many files named by relative paths"),
+    name={"type": "string", "description": "Website name (default: from package.json)"},
+    priority={"type": "integer", "description": "Clamped to what the caller's role may ask"},
+    websiteId={"type": "string", "description": "Upload a new version of this website"},
+)
 
 
 @router.post(
