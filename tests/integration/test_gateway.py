@@ -235,6 +235,25 @@ def test_share_links_open_a_protected_preview_until_they_expire_or_are_revoked(
     assert client.post(f"/api/websites/{website}/share", json={"expiresIn": 0}).status_code == 400
 
 
+def all_at_once(stack: Stack, states: list[dict]) -> list[tuple[int, int, str]]:
+    """GET each state's website URL through the gateway, all at once, each on its own
+    connection: (index into the websites of ``states``, status, text) for each."""
+    websites = list(dict.fromkeys(s["websiteUrl"] for s in states))
+
+    async def run() -> list[tuple[int, int, str]]:
+        limits = httpx.Limits(max_connections=len(states), max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+
+            async def one(state: dict) -> tuple[int, int, str]:
+                host = httpx.URL(state["websiteUrl"]).netloc.decode()
+                got = await http.get(f"{stack.gateway}/", headers={"Host": host})
+                return websites.index(state["websiteUrl"]), got.status_code, got.text
+
+            return await asyncio.gather(*(one(state) for state in states))
+
+    return asyncio.run(run())
+
+
 def test_twenty_previews_under_200_connections_then_woken_at_once(
     stack: Stack, client: httpx.Client, runtime, tmp_path
 ) -> None:
@@ -244,18 +263,7 @@ def test_twenty_previews_under_200_connections_then_woken_at_once(
     ]
     states = [live(site) for site in sites]
 
-    async def hammer() -> list[tuple[int, int, str]]:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
-        async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-
-            async def one(i: int) -> tuple[int, int, str]:
-                host = httpx.URL(states[i % 20]["websiteUrl"]).netloc.decode()
-                got = await http.get(f"{stack.gateway}/", headers={"Host": host})
-                return i % 20, got.status_code, got.text
-
-            return await asyncio.gather(*(one(i) for i in range(200)))
-
-    answers = asyncio.run(hammer())
+    answers = all_at_once(stack, [states[i % 20] for i in range(200)])
     assert [(i, code) for i, code, _ in answers if code != 200] == []
     assert all(f"preview number {i}<" in text for i, _, text in answers)
     time.sleep(1.5)  # the gateway adds its counts to Redis every second
@@ -271,17 +279,7 @@ def test_twenty_previews_under_200_connections_then_woken_at_once(
     assert sum(a["action"] == "sleep preview" for a in slept["actions"]) >= 20
     assert all(status(client, s["jobId"]) == "sleeping" for s in states)
 
-    async def wake_all() -> list[tuple[int, int, str]]:
-        async with httpx.AsyncClient(timeout=60) as http:
-
-            async def one(i: int) -> tuple[int, int, str]:
-                host = httpx.URL(states[i]["websiteUrl"]).netloc.decode()
-                got = await http.get(f"{stack.gateway}/", headers={"Host": host})
-                return i, got.status_code, got.text
-
-            return await asyncio.gather(*(one(i) for i in range(20)))
-
-    woken = asyncio.run(wake_all())
+    woken = all_at_once(stack, states)
     assert [(i, code) for i, code, text in woken if code != 200 or f"preview number {i}<" not in text] == []
     assert all(status(client, s["jobId"]) == "running" for s in states)
     assert stack.leaks(runtime, client) == []
