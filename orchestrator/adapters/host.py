@@ -16,7 +16,12 @@ RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 
 def host_usage() -> tuple[float, float]:
     """Host memory use (%) and CPU use (%) since the previous call in this process."""
-    return psutil.virtual_memory().percent, psutil.cpu_percent(interval=None)
+    return memory_percent(), psutil.cpu_percent(interval=None)
+
+
+def memory_percent() -> float:
+    """Host memory use (%)."""
+    return float(psutil.virtual_memory().percent)
 
 
 def port_is_bindable(port: int, host: str = "0.0.0.0") -> bool:

@@ -60,6 +60,10 @@ class EgressUnenforced(ServiceUnavailable):
     no permission): a worker then builds nothing, unless the operator opened egress."""
 
 
+class HostBusy(ServiceUnavailable):
+    """Raised when a sleeping preview cannot be woken now: its host is short of memory."""
+
+
 class NoFreePort(OrchestratorError):
     """Raised when every port of the preview range is taken."""
 

@@ -84,6 +84,18 @@ def shortage(snapshot: Snapshot, settings: Settings) -> str | None:
     return None
 
 
+def wake_shortage(memory_percent: float, settings: Settings) -> str | None:
+    """Why a sleeping preview may not wake now, or None when it may. Waking is not queued like
+    a build (a visitor is waiting), but a host past the memory builds wait for would start a
+    container it cannot hold."""
+    if memory_percent > settings.max_memory_percent:
+        return (
+            f"this host's memory is {memory_percent:.0f}% used, and previews wake only below "
+            f"{settings.max_memory_percent:.0f}%"
+        )
+    return None
+
+
 def free_ports(settings: Settings, held: int, active_without_port: int) -> int:
     """Preview ports left for one more build: the range, less those held, less one for each
     build in progress that has not taken its port yet."""

@@ -32,7 +32,7 @@ from yarl import URL
 
 from orchestrator.context import Context
 from orchestrator.coordination.traffic import Counts
-from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.exceptions import HostBusy, OrchestratorError
 from orchestrator.core.gateway import (
     SHARE_COOKIE,
     SHARE_PARAMETER,
@@ -79,12 +79,22 @@ more database connections)."""
 
 SHARE_COOKIE_SECONDS = 30 * 24 * 3600
 
+BUSY_RETRY_SECONDS = 30
+"""When the host is short of memory, a visitor is asked to come back this much later."""
+
 WS_HEADERS = (
     "sec-websocket-key",
     "sec-websocket-version",
     "sec-websocket-protocol",
     "sec-websocket-extensions",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class NotWoken:
+    why: str
+    busy: bool = False
+    """The host is short of memory: the wake may succeed later."""
 
 
 def page(status: int, title: str, text: str, **headers: str) -> web.Response:
@@ -102,7 +112,7 @@ class Gateway:
         self.settings = ctx.settings
         self.routes: dict[Route, tuple[float, Target | None]] = {}
         self.checks: dict[tuple[str, str], tuple[float, str | None]] = {}
-        self.wakes: dict[str, asyncio.Future[str | None]] = {}
+        self.wakes: dict[str, asyncio.Future[NotWoken | None]] = {}
         self.counts: dict[str, Counts] = {}
         self.client: aiohttp.ClientSession | None = None
 
@@ -275,19 +285,29 @@ class Gateway:
                 content_type="text/html",
                 headers={"Retry-After": "1", "Cache-Control": "no-store"},
             )
+        if why is not None and why.busy:
+            return page(
+                503,
+                "The preview is asleep",
+                f"It cannot be woken right now: {why.why}. Try again in a minute.",
+                **{"Retry-After": str(BUSY_RETRY_SECONDS)},
+            )
         if why is not None:
-            return page(502, "The preview did not wake", f"It could not be started again: {why}.")
+            return page(502, "The preview did not wake", f"It could not be started again: {why.why}.")
         return dataclasses.replace(target, status=Status.RUNNING)  # awake where it slept
 
-    async def _wake(self, build_id: str) -> str | None:
+    async def _wake(self, build_id: str) -> NotWoken | None:
+        why: NotWoken | None
         try:
             async with self.waking:
-                why = await asyncio.to_thread(wake, self.ctx, build_id, WAKE_WAIT)
+                failed = await asyncio.to_thread(wake, self.ctx, build_id, WAKE_WAIT)
+            why = None if failed is None else NotWoken(failed)
+        except HostBusy as exc:
+            why = NotWoken(str(exc), busy=True)
         except (OrchestratorError, RedisError, SQLAlchemyError) as exc:
-            log.warning("could not wake build %s: %s", build_id, exc)
-            why = f"the service could not start it ({type(exc).__name__}: {exc})"
+            why = NotWoken(f"the service could not start it ({type(exc).__name__}: {exc})")
         if why is not None:
-            log.warning("build %s did not wake: %s", build_id, why)
+            log.warning("build %s did not wake: %s", build_id, why.why)
         else:
             loop = asyncio.get_running_loop()
             loop.call_later(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import time
 
+from orchestrator.adapters.host import memory_percent
 from orchestrator.context import Context
-from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.exceptions import HostBusy, OrchestratorError
 from orchestrator.core.plan import ProjectType, serve_command
+from orchestrator.core.resources import wake_shortage
 from orchestrator.core.status import Status
 from orchestrator.pipeline.preview import revive
 from orchestrator.state.models import BuildJob, utcnow
@@ -60,7 +62,8 @@ def put_to_sleep(ctx: Context, build_id: str, why: str) -> bool:
 def wake(ctx: Context, build_id: str, wait: float = 60.0) -> str | None:
     """Start a sleeping preview again with the build's CPU boost, and record it ``running`` once
     its server answers. None once it is awake (also when another process woke it); else why it
-    could not be woken. The caller drops the CPU to the preview's share (settle)."""
+    could not be woken. HostBusy when the host is short of memory (then try again later). The
+    caller drops the CPU to the preview's share (settle)."""
     task, deadline = _claim(build_id), time.monotonic() + wait
     while not ctx.stores.signals.due(task, CLAIM_SECONDS):  # another waker (or a sleep) has it
         build = _read(ctx, build_id)
@@ -77,6 +80,9 @@ def wake(ctx: Context, build_id: str, wait: float = 60.0) -> str | None:
             return None
         if build.status != Status.SLEEPING or not build.container_id or build.allocated_port is None:
             return f"its preview is {build.status}"
+        short = wake_shortage(memory_percent(), ctx.settings)
+        if short is not None:
+            raise HostBusy(short)
         serve = serve_command(ProjectType(build.project_type), build.allocated_port)
         started = time.monotonic()
         with contextlib.suppress(OrchestratorError):  # the boost only makes it quicker

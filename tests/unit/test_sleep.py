@@ -112,3 +112,19 @@ def test_deleting_a_website_removes_its_sleeping_preview(ctx: Context, alice: Ap
         done = delete_website(ctx, session, alice, build.website_id)
     assert done.stopped == [build.id]
     assert record(ctx, build.id).stop_reason == "deleted" and memory(ctx).list_ours() == []
+
+
+def test_a_host_short_of_memory_wakes_nothing_and_says_so(
+    ctx: Context, alice: ApiToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.pipeline.sleep as sleep
+    from orchestrator.core.exceptions import HostBusy
+
+    build = asleep(ctx, alice)
+    assert build.container_id
+    monkeypatch.setattr(sleep, "memory_percent", lambda: ctx.settings.max_memory_percent + 1)
+    with pytest.raises(HostBusy, match=r"memory is \d+% used, and previews wake only below"):
+        wake(ctx, build.id, wait=1)
+    assert record(ctx, build.id).status == Status.SLEEPING
+    assert memory(ctx).state(build.container_id).running is False  # not started
+    assert ctx.stores.signals.due(f"wake:{build.id}", 1)  # its wake claim was given back
