@@ -1,3 +1,5 @@
+import time
+
 from fastapi import APIRouter, Request
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +15,7 @@ from api.schemas import (
     multipart_form,
 )
 from orchestrator.context import Context
-from orchestrator.core import defaults
+from orchestrator.core import defaults, edit_checks
 from orchestrator.core.exceptions import InvalidUpload
 from orchestrator.core.status import PREVIEW, Status
 from orchestrator.service.lookups import (
@@ -176,7 +178,7 @@ def status_of(ctx: Context, session: Session, build: BuildJob) -> BuildStatus:
         website_url=ctx.settings.website_url(build.website_id),
         build_url=ctx.settings.build_url(build.id) if build.status in PREVIEW else None,
         edits=build.edits,
-        edit_check=build.edit_check,
+        edit_check=edit_checks.as_shown(build.edit_check, time.time(), ctx.settings.typecheck_timeout),
         project_type=build.project_type,
         created_at=build.created_at,
         started_at=build.started_at,

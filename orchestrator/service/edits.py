@@ -26,7 +26,7 @@ from sqlmodel import Session
 from orchestrator.adapters.uploads import read_upload, store_upload, upload_paths
 from orchestrator.adapters.workspace import pack_for_container
 from orchestrator.context import Context
-from orchestrator.core import defaults
+from orchestrator.core import defaults, edit_checks
 from orchestrator.core.exceptions import Conflict, InvalidUpload, OrchestratorError, ServiceUnavailable
 from orchestrator.core.failures import failure_cause
 from orchestrator.core.plan import make_plan, parse_package_json
@@ -198,7 +198,11 @@ def _apply(
         assert record is not None
         record.edits += 1
         record.files_hash = None  # edited: no longer the same files as any upload
-        record.edit_check = {"edit": record.edits, "status": "running" if check else "none", "errors": []}
+        record.edit_check = (
+            edit_checks.running(record.edits, time.time())
+            if check
+            else {"edit": record.edits, "status": "none", "errors": []}
+        )
         session.add(record)
         session.commit()
     except (OSError, SQLAlchemyError) as exc:

@@ -62,6 +62,7 @@ def test_an_edit_is_recorded_and_copied_into_the_preview(
     assert files["/app/src/main.ts"] == b"let a = 2" and files["/app/src/new.ts"] == b"x"
     after = record(ctx, preview.id)
     assert after.edits == 1 and after.files_hash is None
+    assert after.edit_check is not None and after.edit_check.pop("startedAt") > 0
     assert after.edit_check == {"edit": 1, "status": "running", "errors": []}
     with Session(ctx.database.engine) as session:
         build_id, digests = current_files(ctx, session, alice, preview.website_id)
@@ -128,6 +129,18 @@ def test_the_type_check_of_an_edit_is_kept_on_the_build(
     memory(ctx).scripts["npm run typecheck"] = Script((), exit_code=0)
     second = edit(ctx, alice, preview.website_id, {"src/main.ts": b"let a = 3"})
     recheck(ctx, first)  # an older edit's check finishing late changes nothing
-    assert record(ctx, preview.id).edit_check == {"edit": 2, "status": "running", "errors": []}
+    running = record(ctx, preview.id).edit_check or {}
+    assert running.pop("startedAt") > 0 and running == {"edit": 2, "status": "running", "errors": []}
     recheck(ctx, second)
     assert (record(ctx, preview.id).edit_check or {})["status"] == "passed"
+
+
+def test_a_check_left_running_by_a_stopped_service_is_shown_interrupted() -> None:
+    from orchestrator.core.edit_checks import INTERRUPTED, as_shown, running
+
+    check = running(3, now=1000.0)
+    assert as_shown(check, now=1000.0 + 120, timeout=120) == check  # within its timeout and grace
+    shown = as_shown(check, now=1000.0 + 200, timeout=120)
+    assert shown == {**check, "status": "error", "errors": [INTERRUPTED]}
+    done = {"edit": 3, "status": "passed", "errors": []}
+    assert as_shown(done, now=10**9, timeout=120) == done and as_shown(None, 0, 120) is None
