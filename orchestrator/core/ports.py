@@ -81,7 +81,7 @@ def with_reserved(current: str, start: int, end: int) -> str | None:
     """The reserved-port list with ``start``-``end`` added (ranges merged), or None when the
     list already holds all of it."""
     ranges = parse_ranges(current)
-    covered = set()
+    covered: set[int] = set()
     for low, high in ranges:
         if low <= end and high >= start:
             covered.update(range(max(low, start), min(high, end) + 1))
