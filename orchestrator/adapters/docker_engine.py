@@ -43,6 +43,11 @@ class DockerBase:
         self._data_root: str | None = None
 
     @property
+    def on_this_host(self) -> bool:
+        """Whether the engine runs on this host (its socket), not at a remote DOCKER_HOST."""
+        return os.environ.get("DOCKER_HOST", "unix://").startswith("unix://")
+
+    @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
             try:

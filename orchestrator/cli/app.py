@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -55,13 +54,14 @@ def _isolate_builds(ctx: Context) -> None:
     from orchestrator.adapters.network import registry_access
     from orchestrator.pipeline.egress import confine_egress
 
+    runtime = ctx.runtime
+    assert isinstance(runtime, DockerRuntime)
     try:
-        assert isinstance(ctx.runtime, DockerRuntime)
-        ctx.runtime.ensure_network()
+        runtime.ensure_network()
         console.print(f"Egress: {shown(confine_egress(ctx, registry_access(ctx.settings)))}")
     except OrchestratorError as exc:
         fail(exc)
-    if not os.environ.get("DOCKER_HOST", "unix://").startswith("unix://"):
+    if not runtime.on_this_host:
         return  # the previews' ports are on the engine's host: its operator reserves them
     reserved = reserve_ports(ctx.settings.port_range_start, ctx.settings.port_range_end)
     console.print(f"Preview ports: {shown(reserved)}")

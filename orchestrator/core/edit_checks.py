@@ -17,7 +17,10 @@ INTERRUPTED = (
 )
 
 
-def running(edit: int, now: float) -> dict[str, Any]:
+def begun(edit: int, checked: bool, now: float) -> dict[str, Any]:
+    """A new edit's check: running since ``now``, or "none" for a project without one."""
+    if not checked:
+        return {"edit": edit, "status": "none", "errors": []}
     return {"edit": edit, "status": "running", "errors": [], "startedAt": now}
 
 

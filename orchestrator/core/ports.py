@@ -77,20 +77,21 @@ def parse_ranges(text: str) -> list[tuple[int, int]]:
     return ranges
 
 
-def with_reserved(current: str, start: int, end: int) -> str | None:
-    """The reserved-port list with ``start``-``end`` added (ranges merged), or None when the
-    list already holds all of it."""
-    ranges = parse_ranges(current)
-    covered: set[int] = set()
-    for low, high in ranges:
-        if low <= end and high >= start:
-            covered.update(range(max(low, start), min(high, end) + 1))
-    if len(covered) == end - start + 1:
-        return None
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
-    for low, high in sorted([*ranges, (start, end)]):
+    for low, high in sorted(ranges):
         if merged and low <= merged[-1][1] + 1:
             merged[-1] = (merged[-1][0], max(merged[-1][1], high))
         else:
             merged.append((low, high))
+    return merged
+
+
+def with_reserved(current: str, start: int, end: int) -> str | None:
+    """The reserved-port list with ``start``-``end`` added (ranges merged), or None when the
+    list already holds all of it."""
+    ranges = parse_ranges(current)
+    merged = _merged([*ranges, (start, end)])
+    if merged == _merged(ranges):
+        return None
     return ",".join(f"{low}-{high}" if high > low else str(low) for low, high in merged)

@@ -3,6 +3,7 @@ taking over an identical live preview, and what follows going live."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import httpx
@@ -26,17 +27,21 @@ WARM_UP_SECONDS = 15.0
 STATE_EVERY = 0.25
 """While a revived preview does not answer yet, its container's state is read this often."""
 
-_PROBE = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
-"""One client for every GET from a preview: a new one (httpx.get) costs about 25 ms of TLS set-up
-each time, longer than a poll's pause. No connection is kept (a preview may go to sleep), and
-no proxy of the environment applies to our own loopback."""
+
+@functools.cache
+def _probe() -> httpx.Client:
+    """One client for every GET from a preview in this process, made on first use: a new one
+    (httpx.get) costs about 25 ms of TLS set-up each time, longer than a poll's pause. No
+    connection is kept (a preview may go to sleep), and no proxy of the environment applies to
+    our own loopback."""
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
 
 
 def request(settings: Settings, port: int, path: str, timeout: float = 2.0) -> httpx.Response | None:
     """GET ``path`` from the preview on ``port`` as a browser would (its Host header); None when
     nothing answers."""
     try:
-        return _PROBE.get(
+        return _probe().get(
             f"http://{settings.preview_address}:{port}{path}",
             timeout=timeout,
             headers={"Host": f"{settings.public_host}:{port}"},

@@ -198,11 +198,7 @@ def _apply(
         assert record is not None
         record.edits += 1
         record.files_hash = None  # edited: no longer the same files as any upload
-        record.edit_check = (
-            edit_checks.running(record.edits, time.time())
-            if check
-            else {"edit": record.edits, "status": "none", "errors": []}
-        )
+        record.edit_check = edit_checks.begun(record.edits, bool(check), time.time())
         session.add(record)
         session.commit()
     except (OSError, SQLAlchemyError) as exc:

@@ -136,9 +136,9 @@ def test_the_type_check_of_an_edit_is_kept_on_the_build(
 
 
 def test_a_check_left_running_by_a_stopped_service_is_shown_interrupted() -> None:
-    from orchestrator.core.edit_checks import INTERRUPTED, as_shown, running
+    from orchestrator.core.edit_checks import INTERRUPTED, as_shown, begun
 
-    check = running(3, now=1000.0)
+    check = begun(3, checked=True, now=1000.0)
     assert as_shown(check, now=1000.0 + 120, timeout=120) == check  # within its timeout and grace
     shown = as_shown(check, now=1000.0 + 200, timeout=120)
     assert shown == {**check, "status": "error", "errors": [INTERRUPTED]}
