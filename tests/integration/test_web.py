@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -45,6 +46,22 @@ def signed_in(browser: Browser, api_url: str, token: str, width: int = 1100) -> 
     return page
 
 
+def what_the_preview_answers(page: Page, url: str) -> str:
+    """Why the frame shows nothing: what it holds, and what the preview answers outside the browser."""
+    frame = page.frame_locator("#b-frame").locator("body")
+    try:
+        held = frame.inner_html(timeout=2_000)[:500]
+    except Exception as error:  # noqa: BLE001 - a diagnostic, any answer will do
+        held = f"(unreadable: {error})"
+    try:
+        answer = httpx.get(url, timeout=10, trust_env=False)
+        direct = f"{answer.status_code} {answer.text[:300]!r}"
+    except httpx.HTTPError as error:
+        direct = f"no answer: {error!r}"
+    src = page.get_attribute("#b-frame", "src")
+    return f"frame src {src!r} holds {held!r}; GET {url} outside the browser: {direct}"
+
+
 def test_a_wrong_token_is_refused_with_a_message(browser: Browser, api_url: str) -> None:
     page = browser.new_page()
     page.goto(api_url + "/")
@@ -71,7 +88,11 @@ def test_upload_a_zip_and_watch_it_go_live(
     page.screenshot(path=SHOTS / "build-in-progress.png")
     expect(page.locator("#b-bar")).to_have_attribute("style", "width: 100%;", timeout=BUILD_TIMEOUT)
     expect(page.locator("#b-badge")).to_have_text("running")
-    expect(page.frame_locator("#b-frame").locator("text=Get started")).to_be_visible(timeout=30_000)
+    preview_url = page.get_attribute("#b-link", "href") or ""
+    try:
+        expect(page.frame_locator("#b-frame").locator("text=Get started")).to_be_visible(timeout=30_000)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{what_the_preview_answers(page, preview_url)}") from None
     expect(page.locator("#b-log")).to_contain_text("Preview live at")
     assert "\x1b[" not in page.inner_text("#b-log")
     page.screenshot(path=SHOTS / "build-success.png", full_page=True)
