@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.core import defaults
+from orchestrator.core.hosts import LOCAL_ENGINE, check_host_id, default_host_id
 
 
 def _default_ca_bundle() -> Path | None:
@@ -179,6 +181,17 @@ class Settings(BaseSettings):
     instance_id: str = "default"
     """Names this orchestrator on labels, so that two installations on one engine keep apart."""
 
+    host_id: str | None = None
+    """The host this process's engine is (core.hosts): it names the host's queue, ports and
+    cache. Unset: the machine's name (and a digest of DOCKER_HOST when that is set). Set it
+    where the machine's name is not stable, as in a container."""
+    host_address: str | None = None
+    """Where the gateway and the other hosts reach this host's preview ports; unset: the
+    address the ports are published on (loopback by default: one machine)."""
+    host_engine: str | None = None
+    """This host's Docker engine as the API, the gateway and other hosts reach it; unset:
+    DOCKER_HOST, else the local socket."""
+
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'orchestrator.db').resolve()}"
@@ -204,6 +217,21 @@ class Settings(BaseSettings):
     def preview_address(self) -> str:
         """Where this host reaches the preview ports it publishes."""
         return "127.0.0.1" if self.preview_bind in ("0.0.0.0", "") else self.preview_bind
+
+    @property
+    def host(self) -> str:
+        """This process's host id (core.hosts)."""
+        engine = os.environ.get("DOCKER_HOST")
+        return check_host_id(self.host_id or default_host_id(socket.gethostname(), engine))
+
+    @property
+    def engine_url(self) -> str:
+        return self.host_engine or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE
+
+    @property
+    def reached_at(self) -> str:
+        """Where others reach this host's preview ports."""
+        return self.host_address or self.preview_address
 
     def preview_url(self, port: int) -> str:
         return f"http://{self.public_host}:{port}/"

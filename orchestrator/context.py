@@ -30,7 +30,7 @@ from orchestrator.adapters.visits import MemoryVisits, Visits
 from orchestrator.config import Settings
 from orchestrator.coordination import keys
 from orchestrator.coordination.stores import Stores, memory_stores, redis_stores
-from orchestrator.core.exceptions import ServiceUnavailable
+from orchestrator.core.exceptions import RuntimeUnavailable, ServiceUnavailable
 from orchestrator.core.ports import PortPool
 
 if TYPE_CHECKING:
@@ -52,6 +52,15 @@ class Context:
     """Where build containers may connect, as this host enforces it (the firewall when real)."""
     visits: Visits = field(default_factory=MemoryVisits)
     """Traffic to previews from outside their containers (what idleness is judged by)."""
+    runtimes: dict[str, Runtime] = field(default_factory=dict)
+    """The other hosts' engines this process has driven (runtime_for), by host id."""
+    engine_of: Callable[[str, str], Runtime] | None = None
+    """How to reach another host's engine: (host id, engine address) → its runtime."""
+
+    @property
+    def host_id(self) -> str:
+        """The host this process's engine is (core.hosts)."""
+        return self.settings.host
 
     @classmethod
     def connect(cls, settings: Settings) -> Context:
@@ -63,7 +72,7 @@ class Context:
         redis = redis_client.connect(settings.redis_url)
         # The asyncio client is made in the event loop that first asks for it (the API's).
         async_redis = functools.cache(lambda: redis_client.connect_async(settings.redis_url))
-        stores = redis_stores(redis, async_redis)
+        stores = redis_stores(redis, async_redis, settings.host)
         return cls(
             settings,
             Database(settings.sqlalchemy_url),
@@ -72,6 +81,7 @@ class Context:
             redis,
             egress=IptablesEgress(),
             visits=IptablesVisits(),
+            engine_of=lambda _host, engine: DockerRuntime(settings, engine=engine),
         )
 
     @classmethod
@@ -99,9 +109,39 @@ class Context:
         """A session that commits on success and rolls back on error."""
         return self.database.session()
 
-    def port_pool(self) -> PortPool:
+    def port_pool(self, host_id: str | None = None) -> PortPool:
+        """This host's preview ports, or (to release one) another host's."""
         s = self.settings
-        return PortPool(self.stores.ports, range(s.port_range_start, s.port_range_end + 1), self.port_is_free)
+        store = self.stores.ports_of(host_id, self.host_id)
+        return PortPool(store, range(s.port_range_start, s.port_range_end + 1), self.port_is_free)
+
+    def is_here(self, host_id: str | None) -> bool:
+        """Whether ``host_id`` is this process's host (None: a build from before hosts were)."""
+        return host_id is None or host_id == self.host_id
+
+    def reach(self, host_id: str | None) -> tuple[str, str]:
+        """The address at which this process reaches host ``host_id``'s preview ports, and the
+        host name those previews accept (their Host header)."""
+        if self.is_here(host_id):
+            return self.settings.preview_address, self.settings.public_host
+        assert host_id is not None
+        live = self.stores.hosts.get(host_id)
+        if live is None:
+            raise RuntimeUnavailable(f"host {host_id} has no live worker: its previews are not reachable")
+        return live.address, live.public_host
+
+    def runtime_for(self, host_id: str | None) -> Runtime:
+        """The engine of host ``host_id``, where a build's containers are (None: a build recorded
+        before hosts were, on this host). Another host's engine is reached at the address its
+        record gives (core.hosts.HostInfo.engine)."""
+        if host_id is None or self.is_here(host_id):
+            return self.runtime
+        if host_id not in self.runtimes:
+            live = self.stores.hosts.get(host_id)
+            if live is None or self.engine_of is None:
+                raise RuntimeUnavailable(f"host {host_id} has no live worker: its engine is not reachable")
+            self.runtimes[host_id] = self.engine_of(host_id, live.engine)
+        return self.runtimes[host_id]
 
     def check_redis(self) -> None:
         if self.redis is not None:
@@ -128,9 +168,12 @@ class Context:
         """In a forked child (an RQ work horse): new connections, none of the parent's."""
         self.database.after_fork()
         self.runtime.close()
+        self.runtimes.clear()
 
     def close(self) -> None:
         self.runtime.close()
+        for runtime in self.runtimes.values():
+            runtime.close()
         self.database.close()
         if self.redis is not None:
             self.redis.close()

@@ -37,23 +37,31 @@ def _lines(stream: Iterator[bytes]) -> Iterator[str]:
 class DockerBase:
     """One Docker client per process (made on first use, closed with the process's context)."""
 
-    def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: docker.DockerClient | None = None, engine: str | None = None
+    ) -> None:
+        """``engine``: another host's engine address (unix://, tcp://, ssh://); None: this
+        process's own (DOCKER_HOST, else the local socket)."""
         self.settings = settings
         self._client = client
+        self._engine = engine
         self._data_root: str | None = None
 
     @property
     def on_this_host(self) -> bool:
         """Whether the engine runs on this host (its socket), not at a remote DOCKER_HOST."""
-        return os.environ.get("DOCKER_HOST", "unix://").startswith("unix://")
+        return (self._engine or os.environ.get("DOCKER_HOST", "unix://")).startswith("unix://")
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
             try:
-                self._client = docker.from_env(timeout=60)
+                if self._engine is None:
+                    self._client = docker.from_env(timeout=60)
+                else:
+                    self._client = docker.DockerClient(base_url=self._engine, timeout=60)
             except DockerException as exc:
-                where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+                where = self._engine or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
                 raise RuntimeUnavailable(f"the Docker engine at {where} cannot be reached: {exc}") from exc
         return self._client
 
@@ -75,6 +83,10 @@ class DockerBase:
         if self._data_root is None:
             self._data_root = str(self._call("describe itself", self.client.info).get("DockerRootDir") or "")
         return self._data_root or None
+
+    def capacity(self) -> tuple[int, int]:
+        info = self._call("describe itself", self.client.info)
+        return int(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
 
     def check(self) -> None:
         """Raise RuntimeUnavailable unless the engine answers and the build image exists."""

@@ -92,6 +92,10 @@ class MemoryRuntime:
     def data_root(self) -> str | None:
         return None
 
+    def capacity(self) -> tuple[int, int]:
+        self._up()
+        return 2, 4 << 30
+
     def image_label(self, image: str, label: str) -> str | None:
         found = self.image(image)
         return None if found is None else found["Config"]["Labels"].get(label)

@@ -130,6 +130,9 @@ class Runtime(Protocol):
     def data_root(self) -> str | None:
         """Where the engine keeps images and containers' files (None: not known)."""
 
+    def capacity(self) -> tuple[int, int]:
+        """The engine's machine: its CPUs and its memory in bytes (what its host record says)."""
+
     def image_label(self, image: str, label: str) -> str | None: ...
 
     def create_build_container(self, spec: ContainerSpec) -> str:

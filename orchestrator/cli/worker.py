@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from redis.exceptions import RedisError
@@ -19,6 +20,7 @@ from orchestrator.core import defaults
 from orchestrator.scheduling.dispatcher import dispatch_round
 from orchestrator.scheduling.queue import Jobs, OnlyBuilds, RQJobs, get_queue, reconcile
 from orchestrator.service.gc import collect
+from orchestrator.state.hosts import Beater, stop_lost_hosts, this_host
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,15 @@ OUTAGE_BACKOFF = (1, 2, 4, 8, 10)
 """Seconds a worker waits before trying Redis again, one after the other (then the last)."""
 
 
+HOST_CHECK_INTERVAL = 10
+"""Seconds between two looks for lost hosts (one worker of any host looks)."""
+
+
 def scheduled_gc(ctx: Context) -> None:
-    """Run gc when this installation's interval has passed: whichever worker gets there first
-    runs it, the others skip."""
+    """Run gc on this host when its interval has passed: whichever of the host's workers gets
+    there first runs it, the others skip. Each host collects its own containers."""
     interval = ctx.settings.gc_interval
-    if interval <= 0 or not ctx.stores.signals.due("gc", interval):
+    if interval <= 0 or not ctx.stores.signals.due(f"gc@{ctx.host_id}", interval):
         return
     report = collect(ctx, scheduled=True)
     for action in report.actions:
@@ -43,7 +49,7 @@ def scheduled_gc(ctx: Context) -> None:
 
 def scheduled_reconcile(ctx: Context, jobs: Jobs) -> list[str]:
     """Reconcile the stores with the database every RECONCILE_INTERVAL (one worker does)."""
-    if not ctx.stores.signals.due("reconcile", RECONCILE_INTERVAL):
+    if not ctx.stores.signals.due(f"reconcile@{ctx.host_id}", RECONCILE_INTERVAL):
         return []
     fixed = reconcile(ctx, jobs)
     if fixed:
@@ -51,13 +57,23 @@ def scheduled_reconcile(ctx: Context, jobs: Jobs) -> list[str]:
     return fixed
 
 
-def between_jobs(ctx: Context, jobs: Jobs) -> None:
+def scheduled_host_check(ctx: Context) -> dict[str, list[str]]:
+    """Stop the previews of hosts whose workers are all gone (one worker looks every
+    HOST_CHECK_INTERVAL)."""
+    if not ctx.stores.signals.due("hosts", HOST_CHECK_INTERVAL):
+        return {}
+    return stop_lost_hosts(ctx)
+
+
+def between_jobs(ctx: Context, jobs: Jobs, beat: Callable[[], None] = lambda: None) -> None:
     """What a worker does while no job runs: each task on its own, a failure logged (Redis
-    being away goes up to the loop, which waits for it)."""
+    being away goes up to the loop, which waits for it). ``beat``: the host's beat."""
     tasks = (
+        ("host_beat", beat),
         ("dispatch_round", lambda: dispatch_round(ctx, jobs)),
         ("scheduled_reconcile", lambda: scheduled_reconcile(ctx, jobs)),
         ("scheduled_gc", lambda: scheduled_gc(ctx)),
+        ("scheduled_host_check", lambda: scheduled_host_check(ctx)),
     )
     for name, task in tasks:
         try:
@@ -97,10 +113,11 @@ def run(ctx: Context) -> None:
     stop.install()
     outage = 0
     ctx.worker_name = ctx.worker_name or worker.name
+    beat = Beater(ctx, this_host(ctx))
     while not stop.requested:
         try:
             ctx.stores.signals.worker_seen(ctx.worker_name)
-            between_jobs(ctx, jobs)
+            between_jobs(ctx, jobs, beat)
             if stop.requested:
                 break
             if queue.count:

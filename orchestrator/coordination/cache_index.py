@@ -33,23 +33,28 @@ class CacheIndex(Protocol):
 
 
 class RedisCacheIndex:
-    def __init__(self, redis: Redis) -> None:
+    """One host's index: its entries are images on its own engine, so each host keeps its own
+    (``deps-used:<host>``, ``deps-fill:<host>:<key>``)."""
+
+    def __init__(self, redis: Redis, host_id: str) -> None:
         self.redis = redis
+        self.used_key = keys.on_host(keys.DEPS_USED, host_id).rstrip(":")
+        self.lock_prefix = keys.on_host(keys.DEPS_FILL_LOCK, host_id)
 
     def touch(self, key: str) -> None:
-        self.redis.zadd(keys.DEPS_USED, {key: time.time()})
+        self.redis.zadd(self.used_key, {key: time.time()})
 
     def last_used(self, key: str) -> float | None:
-        used = self.redis.zscore(keys.DEPS_USED, key)
+        used = self.redis.zscore(self.used_key, key)
         return None if used is None else float(used)  # type: ignore[arg-type]
 
     def forget(self, key: str) -> None:
-        self.redis.zrem(keys.DEPS_USED, key)
+        self.redis.zrem(self.used_key, key)
 
     @contextmanager
     def filling(self, key: str, timeout: float) -> Iterator[None]:
         lock = self.redis.lock(
-            keys.DEPS_FILL_LOCK + key,
+            self.lock_prefix + key,
             timeout=LOCK_SECONDS,
             blocking_timeout=timeout + 60,
             thread_local=False,  # renewed from another thread

@@ -10,8 +10,9 @@ from __future__ import annotations
 PREFIX = "website-orchestrator:"
 
 PORT = PREFIX + "port:"
-"""``PORT + str(port)``: the id of the build that owns that host port (SET NX; released only
-by its owner, a Lua compare-and-delete)."""
+"""``PORT + "<host id>:<port>"``: the attempt that owns that port of that host (SET NX;
+released only by its owner, a Lua compare-and-delete). Before hosts were: ``PORT + port``
+(taken over by the first host)."""
 
 EVENTS = PREFIX + "events:"
 """``EVENTS + build_id``: the stream of one build's events (status, progress, logs), trimmed
@@ -67,11 +68,16 @@ SCHEDULE = PREFIX + "scheduled:"
 """``SCHEDULE + task`` (gc, reconcile): set NX, expiring after the task's interval, by the one
 worker that runs the task this interval."""
 
-DEPS_USED = PREFIX + "deps-used"
-"""Sorted set: dependency-cache key → when a build last used it (for LRU eviction)."""
+DEPS_USED = PREFIX + "deps-used:"
+"""``DEPS_USED + host id``: sorted set of dependency-cache key → when a build on that host last
+used it (for LRU eviction; each host's entries are its own engine's images)."""
+
+DEPS_USED_SINGLE_HOST = PREFIX + "deps-used"
+"""The one index of the installations before hosts were (taken over by the first host)."""
 
 DEPS_FILL_LOCK = PREFIX + "deps-fill:"
-"""``DEPS_FILL_LOCK + key``: held while one build fills that cache entry; others wait for it."""
+"""``DEPS_FILL_LOCK + "<host id>:<key>"``: held while one build on that host fills that cache
+entry; the host's other builds wait for it."""
 
 MIGRATION_LOCK = PREFIX + "migrate-lock"
 """Lock taken while the database schema is migrated."""
@@ -110,3 +116,15 @@ TRAFFIC = PREFIX + "traffic:"
 """``TRAFFIC + build_id``: hash of what the gateway forwarded to that build's preview
 (requests, bytesIn, bytesOut, lastRequest), added to by each gateway process every second;
 deleted with the preview."""
+
+HOST = PREFIX + "host:"
+"""``HOST + host id``: the JSON record its workers beat (core.hosts.HostInfo), expiring after
+core.hosts.HOST_TTL: a host whose key is gone has no live worker."""
+
+HOSTS = PREFIX + "hosts"
+"""Set of the host ids that beat (where HOST keys are looked for; pruned as they expire)."""
+
+
+def on_host(prefix: str, host_id: str) -> str:
+    """A per-host key prefix: the host's ports, its cache index (``PORT`` → ``port:<host>:``)."""
+    return f"{prefix}{host_id}:"

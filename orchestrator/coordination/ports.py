@@ -49,7 +49,8 @@ class MemoryPortStore:
 
 
 class RedisPortStore:
-    def __init__(self, redis: Redis, prefix: str = keys.PORT) -> None:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        """``prefix``: one host's (keys.on_host(keys.PORT, host id))."""
         self.redis = redis
         self.prefix = prefix
         self._release = redis.register_script(_RELEASE_IF_OWNER)

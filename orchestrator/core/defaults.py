@@ -28,7 +28,7 @@ REDIS_URL = f"unix://{REDIS_SOCKET}?db=0"
 """The default REDIS_URL: database 0 of that Redis."""
 
 QUEUE_NAME = "builds"
-"""RQ queue that carries build jobs."""
+"""RQ queue that carries build jobs: ``builds@<host id>`` is one host's (core.hosts.queue_name)."""
 
 
 IDLE_TTL = 30 * 60

@@ -32,6 +32,8 @@ class StopReason(StrEnum):
     ENGINE_RESTART = "engine-restart"
     """Its container stopped outside the orchestrator (a host reboot, an engine that was not
     restarted live) and could not be started again."""
+    HOST_LOST = "host-lost"
+    """Every worker of its host stopped beating (orchestrator.state.hosts.stop_lost_hosts)."""
 
 
 @dataclass(frozen=True)

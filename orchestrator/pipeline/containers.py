@@ -208,11 +208,13 @@ class BuildRun:
                 self.recorder.log(f"Could not free port {self.port} yet (Redis: {exc}); gc will")
 
 
-def remove_containers_of(ctx: Context, build_id: str) -> int:
-    """Remove every container labelled with the build (whichever attempt made it); how many."""
-    found = ctx.runtime.containers_of(build_id)
+def remove_containers_of(ctx: Context, build_id: str, host_id: str | None = None) -> int:
+    """Remove every container labelled with the build (whichever attempt made it) on its host
+    (None: this one); how many."""
+    runtime = ctx.runtime_for(host_id)
+    found = runtime.containers_of(build_id)
     for container_id in found:
-        ctx.runtime.remove(container_id)
+        runtime.remove(container_id)
     return len(found)
 
 

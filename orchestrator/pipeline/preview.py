@@ -37,15 +37,15 @@ def _probe() -> httpx.Client:
     return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
 
 
-def request(settings: Settings, port: int, path: str, timeout: float = 2.0) -> httpx.Response | None:
+def request(
+    settings: Settings, port: int, path: str, timeout: float = 2.0, reach: tuple[str, str] | None = None
+) -> httpx.Response | None:
     """GET ``path`` from the preview on ``port`` as a browser would (its Host header); None when
-    nothing answers."""
+    nothing answers. ``reach``: another host's (address, host name) (Context.reach)."""
+    address, host = reach or (settings.preview_address, settings.public_host)
     try:
-        return _probe().get(
-            f"http://{settings.preview_address}:{port}{path}",
-            timeout=timeout,
-            headers={"Host": f"{settings.public_host}:{port}"},
-        )
+        headers = {"Host": f"{host}:{port}"}
+        return _probe().get(f"http://{address}:{port}{path}", timeout=timeout, headers=headers)
     except httpx.HTTPError:
         return None
 
@@ -92,8 +92,8 @@ def adopt(run: BuildRun, previous: BuildJob) -> str | None:
     not live any more (then this build builds)."""
     ctx = run.ctx
     assert previous.container_id and previous.allocated_port and previous.preview_url
-    if previous.status != Status.RUNNING:
-        return None
+    if previous.status != Status.RUNNING or not ctx.is_here(previous.host_id):
+        return None  # (a preview on another host stays there: this build builds here)
     state = ctx.runtime.state(previous.container_id)
     if state is None or not state.running:
         return None
@@ -133,9 +133,13 @@ def revive(
     """Start a live preview again whose container stopped under it (a host reboot, its server
     crashing): the container, then its development server (``serve``, the command its label
     kept). None once the preview answers again; else why it did not."""
-    runtime, container, port = ctx.runtime, build.container_id, build.allocated_port
+    container, port = build.container_id, build.allocated_port
     if container is None or port is None:
         return "the build has no container or port on record"
+    try:
+        runtime, reach = ctx.runtime_for(build.host_id), ctx.reach(build.host_id)
+    except OrchestratorError as exc:
+        return str(exc)
     try:
         runtime.start(container)
         runtime.exec_start(container, [SERVE_WRAPPER, "sh", "-c", f"exec {serve}"], detach=True)
@@ -144,11 +148,10 @@ def revive(
     deadline = time.monotonic() + wait
     look = time.monotonic() + STATE_EVERY
     while time.monotonic() < deadline:
-        response = request(ctx.settings, port, "/", timeout=max(poll, 1.0))
+        response = request(ctx.settings, port, "/", timeout=max(poll, 1.0), reach=reach)
         if response is not None and response.status_code < 500:
-            mark_live(
-                ctx, build.id, container, port, settle
-            )  # a start is activity: not reaped as idle at once
+            # a start is activity: not reaped as idle at once
+            mark_live(ctx, build.id, container, port, settle, build.host_id)
             return None
         if time.monotonic() >= look:  # not at every poll: a look at Docker costs more than one
             look = time.monotonic() + STATE_EVERY

@@ -50,7 +50,7 @@ def put_to_sleep(ctx: Context, build_id: str, why: str) -> bool:
             return False
         if not claim(ctx, build_id, Status.RUNNING, Status.SLEEPING, slept_at=utcnow()):
             return False
-        ctx.runtime.stop(build.container_id)
+        ctx.runtime_for(build.host_id).stop(build.container_id)
         BuildRecorder(ctx, build_id).announce(
             f"Preview asleep: {why}. Its files, port and URLs are kept; the next request wakes it."
         )
@@ -80,13 +80,14 @@ def wake(ctx: Context, build_id: str, wait: float = 60.0) -> str | None:
             return None
         if build.status != Status.SLEEPING or not build.container_id or build.allocated_port is None:
             return f"its preview is {build.status}"
-        short = wake_shortage(memory_percent(), ctx.settings)
+        # (another host's memory is not measured from here: its own builds' admission guards it)
+        short = wake_shortage(memory_percent(), ctx.settings) if ctx.is_here(build.host_id) else None
         if short is not None:
             raise HostBusy(short)
         serve = serve_command(ProjectType(build.project_type), build.allocated_port)
         started = time.monotonic()
         with contextlib.suppress(OrchestratorError):  # the boost only makes it quicker
-            ctx.runtime.set_cpus(build.container_id, ctx.settings.build_nano_cpus)
+            ctx.runtime_for(build.host_id).set_cpus(build.container_id, ctx.settings.build_nano_cpus)
         boosted = time.monotonic()
         wait = max(1.0, deadline - time.monotonic())
         why = revive(ctx, build, serve, wait=wait, poll=WAKE_POLL, settle=False)
@@ -108,5 +109,5 @@ def settle(ctx: Context, build_id: str) -> None:
     """Back to the preview's CPU share after a wake's boost."""
     build = _read(ctx, build_id)
     if build is not None and build.status == Status.RUNNING and build.container_id:
-        with contextlib.suppress(OrchestratorError):  # gone meanwhile
-            ctx.runtime.set_cpus(build.container_id, ctx.settings.nano_cpus)
+        with contextlib.suppress(OrchestratorError):  # gone meanwhile (or its host)
+            ctx.runtime_for(build.host_id).set_cpus(build.container_id, ctx.settings.nano_cpus)

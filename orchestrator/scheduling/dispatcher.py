@@ -42,9 +42,19 @@ def snapshot(ctx: Context, active: set[str], usage: tuple[float, float] | None =
     used = sum(ctx.runtime.memory_used(container_id) or 0 for container_id in previews)
     held = ctx.stores.ports.held()
     holders = {owner_build(owner) for owner in held.values()}
-    ports_left = free_ports(ctx.settings, len(held), len(active - holders))
+    ports_left = free_ports(ctx.settings, len(held), len(admitted_here(ctx, active - holders)))
     folders = [ctx.settings.data_dir, *([Path(root)] if (root := ctx.runtime.data_root()) else [])]
     return Snapshot(memory_percent, cpu_percent, used / 2**20, building, ports_left, disk_free(folders))
+
+
+def admitted_here(ctx: Context, build_ids: set[str]) -> list[str]:
+    """Those of ``build_ids`` admitted to this host (their port is to come from its pool)."""
+    if not build_ids:
+        return []
+    with ctx.session() as session:
+        ids = col(BuildJob.id).in_(list(build_ids))
+        here = select(BuildJob.id).where(ids, BuildJob.host_id == ctx.host_id)
+        return list(session.exec(here).all())
 
 
 def lost_builds(ctx: Context) -> list[BuildJob]:
@@ -93,12 +103,13 @@ def recover_lost(ctx: Context) -> dict[str, str]:
                 recovered[build.id] = "failed"
         except Superseded:
             continue  # the attempt ended meanwhile, by itself
-        try:  # its build container and its dependency-cache filler, whichever it had
-            remove_containers_of(ctx, build.id)
-        except OrchestratorError as exc:
+        try:  # its build container and its dependency-cache filler, whichever it had, on its host
+            remove_containers_of(ctx, build.id, build.host_id)
+        except OrchestratorError as exc:  # its host's gc removes them (no live build owns them)
             log.warning("could not remove the containers of lost build %s: %s", build.id, exc)
         if build.allocated_port is not None:
-            ctx.port_pool().release(build.allocated_port, attempt_owner(build.id, build.attempts))
+            owner = attempt_owner(build.id, build.attempts)
+            ctx.port_pool(build.host_id).release(build.allocated_port, owner)
         if recovered[build.id] == "queued again":
             gate.add(build.id, build.owner_id, build_score(build, settings.aging_seconds))
     return recovered
@@ -164,5 +175,6 @@ def next_attempt(ctx: Context, build_id: str) -> int | None:
             return None
         build.attempts += 1
         build.wait_reason = None
+        build.host_id = ctx.host_id
         session.add(build)
         return build.attempts

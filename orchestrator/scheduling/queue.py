@@ -17,8 +17,8 @@ from rq.serializers import JSONSerializer
 from sqlmodel import col, select
 
 from orchestrator.context import Context
-from orchestrator.core import defaults
 from orchestrator.core.exceptions import ServiceUnavailable
+from orchestrator.core.hosts import queue_name
 from orchestrator.core.priority import build_score
 from orchestrator.core.status import TERMINAL, Status
 from orchestrator.state.models import BuildJob
@@ -66,12 +66,12 @@ def job_timeout(ctx: Context) -> int:
     return 60 + ctx.settings.build_timeout
 
 
-def get_queue(ctx: Context) -> Queue:
+def get_queue(ctx: Context, host_id: str | None = None) -> Queue:
+    """The RQ queue of this host's builds (or of ``host_id``'s)."""
     # JSON, not pickle: a pickled job read back from Redis would run code.
     assert ctx.redis is not None, "RQ needs the real context's Redis"
-    return Queue(
-        defaults.QUEUE_NAME, connection=ctx.redis, serializer=JSONSerializer, default_timeout=job_timeout(ctx)
-    )
+    name = queue_name(host_id or ctx.host_id)
+    return Queue(name, connection=ctx.redis, serializer=JSONSerializer, default_timeout=job_timeout(ctx))
 
 
 def submit(ctx: Context, build: BuildJob) -> None:
@@ -142,11 +142,13 @@ def reconcile(ctx: Context, jobs: Jobs) -> list[str]:
 
     - a queued build that is neither waiting, backing off nor admitted (Redis lost it) waits
       again, at the place its arrival and priority give it;
-    - an admitted build whose RQ job is gone gets its job again;
+    - an admitted build of this host whose RQ job is gone gets its job again; one admitted to
+      a host that was lost since waits again, for any host;
     - an admitted build that the database says is over frees its slot.
     """
     gate = ctx.stores.admission
     waiting, active = set(gate.waiting(100_000)) | set(gate.deferred()), gate.active()
+    live_hosts = set(ctx.stores.hosts.live()) | {ctx.host_id}
     with ctx.session() as session:
         queued = session.exec(select(BuildJob).where(BuildJob.status == Status.QUEUED)).all()
         over = session.exec(
@@ -154,8 +156,14 @@ def reconcile(ctx: Context, jobs: Jobs) -> list[str]:
         ).all()
     fixed = []
     for build in queued:
-        if build.id in active:
-            if not jobs.alive(build.id, build.attempts):
+        elsewhere = build.host_id not in (None, ctx.host_id)
+        if build.id in active and elsewhere and build.host_id not in live_hosts:
+            # admitted to a host that was lost before its worker took it: admitted again, anywhere
+            gate.release(build.id)
+            gate.add(build.id, build.owner_id, build_score(build, ctx.settings.aging_seconds))
+            fixed.append(build.id)
+        elif build.id in active:
+            if build.host_id in (None, ctx.host_id) and not jobs.alive(build.id, build.attempts):
                 jobs.start(build.id, build.attempts)
                 fixed.append(build.id)
         elif build.id not in waiting:

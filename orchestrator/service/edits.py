@@ -174,18 +174,19 @@ def _apply(
         raise ServiceUnavailable(f"the preview is asleep and did not wake: {why}")
     assert build.allocated_port is not None and build.container_id is not None
     try:  # the preview first: Vite's watcher sends the update while the edit is recorded
+        runtime = ctx.runtime_for(build.host_id)
         if changed:
             with pack_for_container(changed, user=defaults.build_user(build.allocated_port)) as tar:
-                ctx.runtime.copy_in(build.container_id, tar)
+                runtime.copy_in(build.container_id, tar)
         if deleted:
             paths = [f"{defaults.CONTAINER_WORKDIR}/{path}" for path in deleted]
-            ctx.runtime.exec(build.container_id, ["rm", "-f", "--", *paths])
+            runtime.exec(build.container_id, ["rm", "-f", "--", *paths])
     except OrchestratorError as exc:
         raise ServiceUnavailable(
             f"the preview did not take the edit ({exc}); nothing was recorded: try again"
         ) from exc
     with contextlib.suppress(OrchestratorError):  # the build's cores while Vite and the check work
-        ctx.runtime.set_cpus(build.container_id, ctx.settings.build_nano_cpus)
+        runtime.set_cpus(build.container_id, ctx.settings.build_nano_cpus)
     try:
         files = read_upload(upload, limits(ctx))
         files.update(changed)
@@ -216,33 +217,35 @@ def recheck(ctx: Context, edit: Edit) -> None:
     with ctx.session() as session:
         build = session.get(BuildJob, edit.build_id)
         container = build.container_id if build else None
+        host_id = build.host_id if build else None
     if container is None:
         return
     try:
         if edit.check is None:
             time.sleep(BOOST_SECONDS)  # Vite's own work on the edit
         else:
-            _check(ctx, edit, container)
+            _check(ctx, edit, container, host_id)
     finally:
         with ctx.session() as session:
             build = session.get(BuildJob, edit.build_id)
             newest = build is not None and build.edits == edit.edit
         if newest:
             with contextlib.suppress(OrchestratorError):
-                ctx.runtime.set_cpus(container, ctx.settings.nano_cpus)
+                ctx.runtime_for(host_id).set_cpus(container, ctx.settings.nano_cpus)
 
 
-def _check(ctx: Context, edit: Edit, container: str) -> None:
+def _check(ctx: Context, edit: Edit, container: str, host_id: str | None) -> None:
     assert edit.check is not None
     deadline = time.monotonic() + ctx.settings.typecheck_timeout
     lines: list[str] = []
     try:
-        exec_id, output = ctx.runtime.exec_start(container, ["sh", "-c", edit.check])
+        runtime = ctx.runtime_for(host_id)
+        exec_id, output = runtime.exec_start(container, ["sh", "-c", edit.check])
         lines = list(output)
-        code = ctx.runtime.exec_exit_code(exec_id)
+        code = runtime.exec_exit_code(exec_id)
         while code is None and time.monotonic() < deadline:
             time.sleep(0.1)
-            code = ctx.runtime.exec_exit_code(exec_id)
+            code = runtime.exec_exit_code(exec_id)
         status = "passed" if code == 0 else "failed"
     except OrchestratorError as exc:
         status, lines = "error", [f"the type check could not run: {exc}"]

@@ -12,9 +12,12 @@ One run, in order:
 5. workspaces of builds not in progress, and uploads nobody can use any more, are deleted;
 6. the dependency cache is brought within its disk budget (least recently used first).
 
-Removing what is already gone is success, so two runs at once (two workers, a worker and an
-operator) do no harm. Whatever is about to be taken is read again just before: a build that
-starts meanwhile keeps its port, workspace and container.
+Each host's gc looks at its own engine, its own ports and its own previews only (a build's
+``host_id``); previews of a host whose workers are all gone are stopped by the workers that
+remain (orchestrator.state.hosts.stop_lost_hosts). Removing what is already gone is success,
+so two runs at once (two workers, a worker and an operator) do no harm. Whatever is about to
+be taken is read again just before: a build that starts meanwhile keeps its port, workspace
+and container.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ class Collector(StorageCollection):
         for build in sorted(running, key=lambda b: b.created_at):
             newest[build.website_id] = build
         for build in running:
+            if not self.ctx.is_here(build.host_id):
+                continue  # another host's: its own gc looks after it
             self.report.previews_checked += 1
             container = containers.get(build.container_id or "")
             successor = newest[build.website_id]
@@ -114,7 +119,8 @@ class Collector(StorageCollection):
                     self.stop(build, reason, explain(reason, self.policy, age, idle))
                 elif (why := sleep_reason(self.policy, age, idle)) is not None:
                     self.sleep(build, why)
-        for build in (b for b in live.values() if b.status == Status.SLEEPING):
+        sleeping = [b for b in live.values() if b.status == Status.SLEEPING and self.ctx.is_here(b.host_id)]
+        for build in sleeping:
             self.sleeper(build, containers.get(build.container_id or ""), newest, deleted, now)
 
     def sleep(self, build: BuildJob, why: str) -> None:

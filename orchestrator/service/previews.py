@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from orchestrator.context import Context
+from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.status import PREVIEW, Status
 from orchestrator.service.auth import is_admin
 from orchestrator.state.models import ApiToken, BuildJob, Website
@@ -55,13 +56,19 @@ def live_previews(ctx: Context, session: Session, principal: ApiToken) -> list[P
                 url=build.preview_url,
                 website_url=ctx.settings.website_url(website.id),
                 port=build.allocated_port,
-                memory_bytes=(
-                    ctx.runtime.memory_used(build.container_id)
-                    if build.container_id and build.status == Status.RUNNING
-                    else None
-                ),
+                memory_bytes=memory_of(ctx, build),
                 idle_seconds=round(now - activity.active_at, 1),
                 age_seconds=round(now - live_since(build), 1),
             )
         )
     return found
+
+
+def memory_of(ctx: Context, build: BuildJob) -> int | None:
+    """What an awake preview's container uses now, on its host (None: asleep, or its host lost)."""
+    if not build.container_id or build.status != Status.RUNNING:
+        return None
+    try:
+        return ctx.runtime_for(build.host_id).memory_used(build.container_id)
+    except OrchestratorError:
+        return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from orchestrator.context import Context
-from orchestrator.core.exceptions import Unauthorized
+from orchestrator.core.exceptions import RuntimeUnavailable, Unauthorized
 from orchestrator.core.gateway import Route, RouteKind
 from orchestrator.core.status import PREVIEW, Status
 from orchestrator.service.auth import authenticate, is_admin
@@ -24,7 +24,7 @@ class Target:
     owner_id: int
     status: Status
     address: str
-    """host:port the preview's server listens on, as this host reaches it."""
+    """host:port the preview's server listens on, as this process reaches its host."""
     upstream_host: str
     """The Host header its server accepts."""
     access: Access
@@ -48,14 +48,18 @@ def resolve(ctx: Context, route: Route) -> Target | None:
         if website is None or website.deleted_at is not None:
             return None
     s = ctx.settings
+    try:
+        address, public_host = ctx.reach(build.host_id)
+    except RuntimeUnavailable:
+        return None  # its host is lost: gc stops its previews with host-lost
     return Target(
         build_id=build.id,
         website_id=website.id,
         website_name=website.name,
         owner_id=website.owner_id,
         status=Status(build.status),
-        address=f"{s.preview_address}:{build.allocated_port}",
-        upstream_host=f"{s.public_host}:{build.allocated_port}",
+        address=f"{address}:{build.allocated_port}",
+        upstream_host=f"{public_host}:{build.allocated_port}",
         access=access_of(s, website),
     )
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, BigInteger, Column, Text
 from sqlmodel import Field, SQLModel
 
 from orchestrator.core.status import Status
@@ -114,7 +114,29 @@ class BuildJob(SQLModel, table=True):
     """Live edits applied to its preview (PATCH …/files): its files' version."""
     edit_check: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     """The type check of its newest live edit: {"edit", "status", "errors"}."""
+    host_id: str | None = Field(default=None, index=True)
+    """The host it was admitted to, where its containers are (orchestrator.core.hosts)."""
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Host(SQLModel, table=True):
+    """A host (a Docker engine and its workers) ever seen: what it said at its last beat. Whether
+    it is alive is Redis' to say (orchestrator.coordination.hosts); ``lost_at`` is set once its
+    previews were stopped for it."""
+
+    __tablename__ = "hosts"
+
+    id: str = Field(primary_key=True)
+    address: str
+    engine: str
+    public_host: str
+    memory_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    cpus: int
+    port_range_start: int
+    port_range_end: int
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    lost_at: datetime | None = None
 
 
 class BuildLogLine(SQLModel, table=True):

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
+from orchestrator.adapters.runtime import Runtime
 from orchestrator.context import Context
-from orchestrator.core.exceptions import OrchestratorError
+from orchestrator.core.exceptions import OrchestratorError, RuntimeUnavailable
 from orchestrator.core.expiry import Activity, StopReason, observe
 from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import PREVIEW, Status
@@ -28,27 +29,39 @@ log = logging.getLogger(__name__)
 # -- activity ----------------------------------------------------------------------
 
 
-def traffic(ctx: Context, container_id: str | None, port: int | None) -> int | None:
+def traffic(
+    ctx: Context, container_id: str | None, port: int | None, host_id: str | None = None
+) -> int | None:
     """The preview's traffic counter: what reached its port from outside its container (the
     host's count, which the preview cannot move by requesting itself); where the host counts
-    nothing (no iptables), what its network namespace received."""
+    nothing (no iptables), what its network namespace received. None for a preview on another
+    host (whose own workers count it; the gateway's counts still say when it was used)."""
+    if not ctx.is_here(host_id):
+        return None
     counted = ctx.visits.count(port) if port is not None else None
     if counted is not None:
         return counted
     return ctx.runtime.traffic(container_id) if container_id else None
 
 
-def mark_live(ctx: Context, build_id: str, container_id: str, port: int | None, settle: bool = True) -> None:
+def mark_live(
+    ctx: Context,
+    build_id: str,
+    container_id: str,
+    port: int | None,
+    settle: bool = True,
+    host_id: str | None = None,
+) -> None:
     """A preview just went live: that is activity, and the counter to compare with later. The
     counter is read once the readiness probe's last segments have arrived (two equal reads), so
     that the probe does not count as someone's visit; not when it was woken by a visit
     (``settle`` False: a wake is waited on)."""
-    if port is not None:
-        ctx.visits.watch(port)
-    counter = traffic(ctx, container_id, port)
-    for _ in range(10 if settle else 0):
+    if port is not None and ctx.is_here(host_id):
+        ctx.visits.watch(port)  # (another host's workers count their own ports' visits)
+    counter = traffic(ctx, container_id, port, host_id)
+    for _ in range(10 if settle and counter is not None else 0):
         time.sleep(0.1)
-        again = traffic(ctx, container_id, port)
+        again = traffic(ctx, container_id, port, host_id)
         if again == counter:
             break
         counter = again
@@ -59,7 +72,7 @@ def observe_activity(ctx: Context, build: BuildJob, now: float, save: bool = Tru
     """Read the preview's traffic counter and the gateway's last request to it, and return
     when it was last used."""
     previous = ctx.stores.activity.load(build.id)
-    counter = traffic(ctx, build.container_id, build.allocated_port)
+    counter = traffic(ctx, build.container_id, build.allocated_port, build.host_id)
     seen = ctx.stores.traffic.get(build.id)
     current = observe(previous, counter, now, seen.last_request if seen else 0.0)
     if save and current != previous:
@@ -92,14 +105,19 @@ class Stopped:
 def stop_preview(ctx: Context, build_id: str, reason: StopReason, detail: str) -> Stopped | None:
     """Stop a preview (awake or asleep) for ``reason``; None when it was not one (or someone
     stopped it first)."""
-    runtime = ctx.runtime
     with ctx.session() as session:
         build = session.get(BuildJob, build_id)
     if build is None or build.status not in PREVIEW:
         return None
     container, port = build.container_id, build.allocated_port
-    memory = runtime.memory_used(container) if container and build.status == Status.RUNNING else None
-    disk = runtime.disk_used(container) if container else None
+    try:
+        runtime: Runtime | None = ctx.runtime_for(build.host_id)
+    except RuntimeUnavailable as exc:
+        runtime = None  # a lost host: its gc removes the container, should it come back
+        log.warning("stopping preview %s without removing its container: %s", build_id, exc)
+    awake = build.status == Status.RUNNING
+    memory = runtime.memory_used(container) if runtime and container and awake else None
+    disk = runtime.disk_used(container) if runtime and container else None
     if not claim(
         ctx,
         build_id,
@@ -112,10 +130,10 @@ def stop_preview(ctx: Context, build_id: str, reason: StopReason, detail: str) -
         return None
     # From here this process alone owns the stop. Should it die midway, gc finds the container
     # without a live build and the port without a live owner, and frees both.
-    if container:
+    if container and runtime is not None:
         runtime.remove(container)
     if port is not None:
-        ctx.port_pool().release(port, attempt_owner(build_id, build.attempts))
+        ctx.port_pool(build.host_id).release(port, attempt_owner(build_id, build.attempts))
     ctx.stores.activity.forget(build_id)
     ctx.stores.traffic.forget(build_id)
     BuildRecorder(ctx, build_id).announce(f"Preview stopped ({reason.value}): {detail}")

@@ -166,6 +166,12 @@ class Stack:
         """The preview gateway, reached on loopback; the preview's host name goes in Host."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list = []
+        from orchestrator.config import Settings
+        from orchestrator.coordination import keys
+
+        host = env.get("ORCHESTRATOR_HOST_ID") or Settings(npm_registry="https://registry.example.com/").host
+        self.port_prefix = keys.on_host(keys.PORT, host)
+        """Where this stack's host keeps its port claims in Redis."""
         self._clients: list[httpx.Client] = []
 
     def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -250,7 +256,7 @@ class Stack:
         from orchestrator.core.ports import attempt_owner, owner_build
 
         redis = Redis.from_url(self.env["REDIS_URL"])
-        admission, ports = RedisAdmission(redis), RedisPortStore(redis)
+        admission, ports = RedisAdmission(redis), RedisPortStore(redis, self.port_prefix)
         found = [f"build slot held by {build_id}" for build_id in admission.active()]
         found += [f"waiting entry {build_id}" for build_id in admission.waiting()]
         found += [f"deferred entry {keys.text(raw)}" for raw in redis.zrange(keys.DEFERRED, 0, -1)]
@@ -318,6 +324,7 @@ def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str
         "ORCHESTRATOR_API_PORT": str(free_port()),
         "ORCHESTRATOR_GATEWAY_PORT": str(free_port()),
         "ORCHESTRATOR_GC_INTERVAL": "0",
+        "ORCHESTRATOR_HOST_ID": "test-host",
         **overrides,
     }
 

@@ -56,7 +56,7 @@ def ours(stack: Stack, runtime) -> list[dict]:
 
 
 def held_ports(stack: Stack) -> dict[int, str]:
-    return RedisPortStore(Redis.from_url(stack.env["REDIS_URL"])).held()
+    return RedisPortStore(Redis.from_url(stack.env["REDIS_URL"]), stack.port_prefix).held()
 
 
 def live_site(client: httpx.Client, text: str, website_id: str | None = None) -> dict:
