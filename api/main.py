@@ -11,7 +11,7 @@ from starlette.types import Scope
 
 from api import errors
 from api.limits import BodyLimit
-from api.routes import builds, edits, health, metrics, previews, shares, websites
+from api.routes import builds, edits, health, hosts, metrics, previews, shares, websites
 from orchestrator import __version__
 from orchestrator.config import Settings
 from orchestrator.context import Context
@@ -39,6 +39,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(websites.router)
     app.include_router(builds.router)
     app.include_router(previews.router)
+    app.include_router(hosts.router)
     app.include_router(shares.router)
     app.include_router(edits.router)
     app.include_router(metrics.router)

@@ -58,6 +58,28 @@ class PreviewPublic(CamelModel):
     """Since the preview went live."""
 
 
+class HostPublic(CamelModel):
+    """A host builds run on (GET /api/hosts, admins only)."""
+
+    id: str
+    state: str
+    """live (a worker beat within 30 s), silent (no beat yet declared lost) or lost (its
+    previews were stopped: host-lost)."""
+    address: str
+    """Where the gateway reaches its preview ports."""
+    engine: str
+    public_host: str
+    memory_bytes: int
+    cpus: int
+    port_range: tuple[int, int]
+    running: int
+    sleeping: int
+    building: int
+    first_seen: datetime
+    last_seen: datetime
+    lost_at: datetime | None
+
+
 class UploadAccepted(CamelModel):
     success: bool = True
     website: WebsitePublic

@@ -125,14 +125,25 @@ def worker() -> None:
     from orchestrator.cli.worker import run
     from orchestrator.scheduling.queue import RQJobs, reconcile
     from orchestrator.service.gc import collect
+    from orchestrator.state.hosts import register, this_host
 
     ctx = _prepare()
     _isolate_builds(ctx)
     try:
+        host = this_host(ctx)
+        warnings = register(ctx, host)
         fixed = reconcile(ctx, RQJobs(ctx))
         cleaned = collect(ctx, scheduled=True)
     except OrchestratorError as exc:
         fail(exc)
+    console.print(
+        f"Host {host.id}: previews reached at {host.address}, engine {host.engine}, "
+        f"{host.cpus} CPUs, {host.memory_bytes / 2**30:.1f} GB",
+        markup=False,
+        highlight=False,
+    )
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {shown(warning)}")
     if fixed:
         console.print(f"Put back {len(fixed)} builds that the queue had lost.")
     for action in cleaned.actions:
@@ -274,6 +285,44 @@ def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
         f"{size(totals['memoryBytes']) or '0 MB'} memory, {size(totals['diskBytes']) or '0 MB'} disk, "
         f"{len(totals['ports'])} ports."
     )
+
+
+@app.command()
+def hosts(as_json: Annotated[bool, typer.Option("--json", help="Print the hosts as JSON")] = False) -> None:
+    """The hosts builds run on: live (a worker beat within 30 s), silent, or lost (their
+    previews were stopped), with their previews and builds. Reads Redis and the database."""
+    from rich.table import Table
+
+    from orchestrator.state.hosts import overview
+
+    ctx = _prepare(check_runtime=False)
+    try:
+        views = overview(ctx)
+    except OrchestratorError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps([view.as_json() for view in views], indent=2))
+        return
+    if not views:
+        Console().print("No host has registered yet: start a worker (orchestrator worker).")
+        return
+    table = Table("host", "state", "address", "CPUs", "memory", "ports")
+    for column in ("running", "sleeping", "building", "seen"):
+        table.add_column(column)
+    for v in views:
+        table.add_row(
+            v.id,
+            v.state,
+            v.address,
+            str(v.cpus),
+            f"{v.memory_bytes / 2**30:.1f} GB",
+            f"{v.port_range[0]}-{v.port_range[1]}",
+            str(v.running),
+            str(v.sleeping),
+            str(v.building),
+            v.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    Console().print(table)
 
 
 @image_app.command("build")

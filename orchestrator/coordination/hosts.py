@@ -25,6 +25,13 @@ class HostRegistry(Protocol):
     def get(self, host_id: str) -> HostInfo | None:
         """One live host's record."""
 
+    def report_room(self, host_id: str, shortage: str | None) -> None:
+        """What the host's last dispatch round found: None when it had room for a build, else
+        why not (core.resources.shortage). Kept for HOST_TTL."""
+
+    def room(self, host_id: str) -> tuple[bool, str | None]:
+        """(known, shortage): whether the host reported lately, and what it said."""
+
     def adopt_single_host_keys(self, host_id: str) -> int:
         """The first host takes over what the one host of an older installation kept without a
         host in its keys (its port claims, its cache index). Returns the keys taken over."""
@@ -57,6 +64,13 @@ class RedisHostRegistry:
         value: Any = self.redis.get(keys.HOST + host_id)
         return None if value is None else HostInfo.from_json(json.loads(value))
 
+    def report_room(self, host_id: str, shortage: str | None) -> None:
+        self.redis.set(keys.HOST_ROOM + host_id, shortage or "", ex=HOST_TTL)
+
+    def room(self, host_id: str) -> tuple[bool, str | None]:
+        value = keys.text(self.redis.get(keys.HOST_ROOM + host_id))  # type: ignore[arg-type]
+        return (False, None) if value is None else (True, value or None)
+
     def adopt_single_host_keys(self, host_id: str) -> int:
         moved = 0
         for raw in self.redis.scan_iter(match=keys.PORT + "*", count=500):
@@ -76,6 +90,7 @@ class MemoryHostRegistry:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._beats: dict[str, tuple[HostInfo, float]] = {}
+        self._room: dict[str, tuple[str | None, float]] = {}
 
     def beat(self, info: HostInfo) -> None:
         self._beats[info.id] = (info, self.clock() + HOST_TTL)
@@ -86,6 +101,13 @@ class MemoryHostRegistry:
 
     def get(self, host_id: str) -> HostInfo | None:
         return self.live().get(host_id)
+
+    def report_room(self, host_id: str, shortage: str | None) -> None:
+        self._room[host_id] = (shortage, self.clock() + HOST_TTL)
+
+    def room(self, host_id: str) -> tuple[bool, str | None]:
+        shortage, until = self._room.get(host_id, (None, 0.0))
+        return (True, shortage) if until > self.clock() else (False, None)
 
     def adopt_single_host_keys(self, host_id: str) -> int:
         return 0  # one process's memory was never shared by hosts

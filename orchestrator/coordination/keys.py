@@ -121,6 +121,10 @@ HOST = PREFIX + "host:"
 """``HOST + host id``: the JSON record its workers beat (core.hosts.HostInfo), expiring after
 core.hosts.HOST_TTL: a host whose key is gone has no live worker."""
 
+HOST_ROOM = PREFIX + "host-room:"
+"""``HOST_ROOM + host id``: what its last dispatch round found: "" (room for a build) or why
+not; expiring with the host's record (placement reads it)."""
+
 HOSTS = PREFIX + "hosts"
 """Set of the host ids that beat (where HOST keys are looked for; pruned as they expire)."""
 

@@ -98,3 +98,29 @@ def overlapping_ranges(mine: HostInfo, others: list[HostInfo]) -> list[str]:
         and other.port_range[0] <= end
         and start <= other.port_range[1]
     ]
+
+
+@dataclass(frozen=True)
+class Placement:
+    host: str
+    why: str
+
+
+def place(me: str, preferred: str | None, room: tuple[bool, str | None], live: set[str]) -> Placement:
+    """Where a build this host's worker just admitted runs. This host had room (it admits only
+    then); a build whose website's previous build ran on another live host that has room too
+    goes there (its previous preview, and likely its dependency-cache entry, are there), else
+    it runs here. ``room``: what the preferred host last said (HostRegistry.room)."""
+    here = "this host had room"
+    if preferred is None:
+        return Placement(me, f"{here} (the website has no earlier build)")
+    if preferred == me:
+        return Placement(me, f"{here}, and the website's previous build ran here (its dependency cache too)")
+    if preferred not in live:
+        return Placement(me, f"{here}; the website's previous host {preferred} has no live worker")
+    known, shortage = room
+    if not known:
+        return Placement(me, f"{here}; the website's previous host {preferred} has not said if it has room")
+    if shortage is not None:
+        return Placement(me, f"{here}; the website's previous host {preferred} is short ({shortage})")
+    return Placement(preferred, "it has room, and the website's previous build ran there (its cache too)")

@@ -79,6 +79,7 @@ class Build(BuildRun):
         limits = UploadLimits(s.max_upload_bytes, s.max_unpacked_bytes, s.max_files)
         extracted = extract_upload(s.uploads_dir / f"{self.build_id}.zip", workspace, limits)
         self.recorder.log(f"Extracted {len(extracted.files)} files")
+        self.recorder.log(f"Host: {self.ctx.host_id}: {self.record.placement or 'its worker took the build'}")
         for note in extracted.notes:
             self.recorder.log(f"Upload: {note}")
         self.recorder.update(files_hash=extracted.files_hash)

@@ -18,6 +18,7 @@ from orchestrator.context import Context
 from orchestrator.coordination import keys
 from orchestrator.coordination.admission import Admission, SlotLimits
 from orchestrator.core.exceptions import OrchestratorError, Superseded
+from orchestrator.core.hosts import Placement, place
 from orchestrator.core.ports import attempt_owner, owner_build
 from orchestrator.core.priority import build_score
 from orchestrator.core.resources import Snapshot, free_ports, shortage, split_containers
@@ -154,27 +155,55 @@ def dispatch_round(ctx: Context, jobs: Jobs, usage: tuple[float, float] | None =
     if not gate.waiting(1):
         return None
     reason = shortage(snapshot(ctx, set(gate.active()), usage), ctx.settings)
+    ctx.stores.hosts.report_room(ctx.host_id, reason)
     build_id = None if reason else gate.admit(limits(ctx))
     if build_id is None:
         _explain_waits(ctx, gate, reason)
         return None
-    attempt = next_attempt(ctx, build_id)
+    placement = choose_host(ctx, build_id)
+    attempt = next_attempt(ctx, build_id, placement)
     if attempt is None:
         gate.release(build_id)  # cancelled while it waited
         return None
-    jobs.start(build_id, attempt)
+    jobs.start(build_id, attempt, placement.host)
+    if placement.host != ctx.host_id:
+        ctx.stores.signals.wake()  # that host's idle workers
     return build_id
 
 
-def next_attempt(ctx: Context, build_id: str) -> int | None:
+def choose_host(ctx: Context, build_id: str) -> Placement:
+    """Where an admitted build runs (core.hosts.place): here, or on the host of its website's
+    previous build when that host lives and has room."""
+    with ctx.session() as session:
+        build = session.get(BuildJob, build_id)
+        previous = None
+        if build is not None:
+            previous = session.exec(
+                select(BuildJob.host_id)
+                .where(
+                    BuildJob.website_id == build.website_id,
+                    BuildJob.id != build.id,
+                    col(BuildJob.host_id).is_not(None),
+                )
+                .order_by(col(BuildJob.created_at).desc())
+            ).first()
+    hosts = ctx.stores.hosts
+    room = hosts.room(previous) if previous else (False, None)
+    return place(ctx.host_id, previous, room, set(hosts.live()) | {ctx.host_id})
+
+
+def next_attempt(ctx: Context, build_id: str, placement: Placement | None = None) -> int | None:
     """An admitted build's next attempt: its number, counted in the database (the attempt's
-    fencing token: orchestrator.pipeline.job). None when the build is not queued any more."""
+    fencing token: orchestrator.pipeline.job), and the host it goes to, with why (the build's
+    log says it). None when the build is not queued any more."""
+    placement = placement or Placement(ctx.host_id, "its worker was free and the host had room")
     with ctx.session() as session:
         build = session.get(BuildJob, build_id)
         if build is None or build.status != Status.QUEUED:
             return None
         build.attempts += 1
         build.wait_reason = None
-        build.host_id = ctx.host_id
+        build.host_id = placement.host
+        build.placement = placement.why
         session.add(build)
         return build.attempts

@@ -91,8 +91,9 @@ class RQJobs:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def start(self, build_id: str, attempt: int) -> None:
-        get_queue(self.ctx).enqueue(
+    def start(self, build_id: str, attempt: int, host_id: str | None = None) -> None:
+        """Hand an admitted build to RQ, on its host's queue (None: this host's)."""
+        get_queue(self.ctx, host_id).enqueue(
             BUILD_FUNCTION,
             build_id,
             attempt,
@@ -122,10 +123,13 @@ class MemoryJobs:
 
     def __init__(self) -> None:
         self.started: list[tuple[str, int]] = []
+        self.hosts: dict[str, str | None] = {}
+        """Build id → the host whose queue it was put on."""
         self.taken = 0
 
-    def start(self, build_id: str, attempt: int) -> None:
+    def start(self, build_id: str, attempt: int, host_id: str | None = None) -> None:
         self.started.append((build_id, attempt))
+        self.hosts[build_id] = host_id
 
     def pending(self) -> int:
         return len(self.started) - self.taken

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -119,6 +119,19 @@ class HostView:
     first_seen: datetime
     last_seen: datetime
     lost_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        """As GET /api/hosts answers it (api.schemas.HostPublic): camelCase, ISO times."""
+        fields = asdict(self)
+        for name in ("first_seen", "last_seen", "lost_at"):
+            fields[name] = fields[name].isoformat() if fields[name] else None
+        fields["port_range"] = list(self.port_range)
+        return {_camel(name): value for name, value in fields.items()}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 def overview(ctx: Context) -> list[HostView]:

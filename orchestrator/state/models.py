@@ -116,6 +116,8 @@ class BuildJob(SQLModel, table=True):
     """The type check of its newest live edit: {"edit", "status", "errors"}."""
     host_id: str | None = Field(default=None, index=True)
     """The host it was admitted to, where its containers are (orchestrator.core.hosts)."""
+    placement: str | None = None
+    """Why it went to that host (core.hosts.place), for its log."""
     updated_at: datetime = Field(default_factory=utcnow)
 
 

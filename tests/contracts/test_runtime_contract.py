@@ -230,3 +230,8 @@ def tar_of(name: str, data: bytes) -> io.BytesIO:
         tar.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     return buffer
+
+
+def test_the_engine_says_how_many_cpus_and_how_much_memory_its_machine_has(runtime: Runtime) -> None:
+    cpus, memory = runtime.capacity()
+    assert cpus >= 1 and memory >= 256 << 20

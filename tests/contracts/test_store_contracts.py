@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.coordination.stores import Stores, memory_stores, redis_stores
 from orchestrator.core.expiry import Activity
+from orchestrator.core.hosts import HostInfo
 from orchestrator.core.status import EventType
 from tests.contracts.conftest import IMPLEMENTATIONS, real_redis
 
@@ -344,3 +345,38 @@ def test_waiting_for_nothing_ends_at_the_timeout(stores: Stores) -> None:
     started = time.monotonic()
     assert stores.events.wait("quiet", None, timeout=0.2) == []
     assert 0.15 < time.monotonic() - started < 2
+
+
+# -- hosts ----------------------------------------------------------------------------
+
+
+def _host(host_id: str) -> HostInfo:
+    return HostInfo(
+        host_id, "198.51.100.2", "unix:///run/engine.sock", "localhost", 4 << 30, 2, (41000, 41099)
+    )
+
+
+def test_a_host_beats_and_is_read_back_whole(stores: Stores) -> None:
+    assert stores.hosts.live() == {} and stores.hosts.get("a") is None
+    stores.hosts.beat(_host("a"))
+    stores.hosts.beat(_host("b"))
+    assert stores.hosts.live() == {"a": _host("a"), "b": _host("b")}
+    assert stores.hosts.get("b") == _host("b")
+
+
+def test_a_hosts_room_is_what_it_last_said(stores: Stores) -> None:
+    assert stores.hosts.room("a") == (False, None)
+    stores.hosts.report_room("a", None)
+    assert stores.hosts.room("a") == (True, None)
+    stores.hosts.report_room("a", "waiting for resources: memory")
+    assert stores.hosts.room("a") == (True, "waiting for resources: memory")
+
+
+def test_each_hosts_ports_are_its_own(stores: Stores) -> None:
+    other = stores.ports_of("other-host", "local")
+    assert (
+        stores.ports_of(None, "local") is stores.ports and stores.ports_of("local", "local") is stores.ports
+    )
+    assert stores.ports.claim(41000, "a@1") and other.claim(41000, "b@1")
+    assert stores.ports.owner(41000) == "a@1" and other.owner(41000) == "b@1"
+    assert stores.ports_of("other-host", "local").held() == {41000: "b@1"}

@@ -130,11 +130,13 @@ def test_a_job_put_in_redis_naming_another_function_is_refused_not_run(api_url: 
     from rq.job import Job
     from rq.serializers import JSONSerializer
 
+    from orchestrator.config import Settings
     from orchestrator.coordination import keys
+    from orchestrator.core.hosts import queue_name
 
     proof = tmp_path / "ran"
     redis = Redis.from_url(os.environ["REDIS_URL"])
-    queue = Queue(defaults.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    queue = Queue(queue_name(Settings().host), connection=redis, serializer=JSONSerializer)  # the workers' own
     rogue = queue.enqueue("os.system", f"touch {proof}")
     redis.rpush(keys.WAKE, "1")
     deadline = time.monotonic() + 30

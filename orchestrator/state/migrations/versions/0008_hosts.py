@@ -36,9 +36,11 @@ def upgrade() -> None:
     # the first host to register takes over (orchestrator.state.hosts.register).
     op.add_column("build_jobs", sa.Column("host_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
     op.create_index("ix_build_jobs_host_id", "build_jobs", ["host_id"])
+    op.add_column("build_jobs", sa.Column("placement", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("build_jobs", "placement")
     op.drop_index("ix_build_jobs_host_id", table_name="build_jobs")
     op.drop_column("build_jobs", "host_id")
     op.drop_table("hosts")
