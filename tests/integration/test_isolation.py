@@ -136,7 +136,7 @@ def test_a_job_put_in_redis_naming_another_function_is_refused_not_run(api_url: 
 
     proof = tmp_path / "ran"
     redis = Redis.from_url(os.environ["REDIS_URL"])
-    queue = Queue(queue_name(Settings().host), connection=redis, serializer=JSONSerializer)  # the workers' own
+    queue = Queue(queue_name(Settings().host), connection=redis, serializer=JSONSerializer)  # workers read it
     rogue = queue.enqueue("os.system", f"touch {proof}")
     redis.rpush(keys.WAKE, "1")
     deadline = time.monotonic() + 30
