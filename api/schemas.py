@@ -166,6 +166,8 @@ class BuildPublic(CamelModel):
     """The build with identical files whose outcome (live preview, failure, type check) was reused."""
     deps_key: str | None
     """Dependency-cache key of its node_modules."""
+    host_id: str | None = None
+    """The host it was admitted to (GET /api/hosts); its log says why."""
     build_url: str | None = None
     """Its own address at the gateway, while it has a preview."""
     slept_at: datetime | None = None

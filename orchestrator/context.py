@@ -136,10 +136,15 @@ class Context:
         record gives (core.hosts.HostInfo.engine)."""
         if host_id is None or self.is_here(host_id):
             return self.runtime
+        live = self.stores.hosts.get(host_id)
+        if live is None:  # (a host lost since: its engine is not driven any more)
+            gone = self.runtimes.pop(host_id, None)
+            if gone is not None:
+                gone.close()
+            raise RuntimeUnavailable(f"host {host_id} has no live worker: its engine is not reachable")
         if host_id not in self.runtimes:
-            live = self.stores.hosts.get(host_id)
-            if live is None or self.engine_of is None:
-                raise RuntimeUnavailable(f"host {host_id} has no live worker: its engine is not reachable")
+            if self.engine_of is None:
+                raise RuntimeUnavailable(f"host {host_id}'s engine is not reachable from this process")
             self.runtimes[host_id] = self.engine_of(host_id, live.engine)
         return self.runtimes[host_id]
 

@@ -106,12 +106,17 @@ class Placement:
     why: str
 
 
-def place(me: str, preferred: str | None, room: tuple[bool, str | None], live: set[str]) -> Placement:
+def place(
+    me: str, preferred: str | None, room: tuple[bool, str | None], live: set[str], lost_on: str | None = None
+) -> Placement:
     """Where a build this host's worker just admitted runs. This host had room (it admits only
     then); a build whose website's previous build ran on another live host that has room too
     goes there (its previous preview, and likely its dependency-cache entry, are there), else
-    it runs here. ``room``: what the preferred host last said (HostRegistry.room)."""
+    it runs here. ``room``: what the preferred host last said (HostRegistry.room); ``lost_on``:
+    the host this build's last attempt was lost on (never preferred: it may be going away)."""
     here = "this host had room"
+    if lost_on is not None and lost_on != me:
+        return Placement(me, f"{here}; its last attempt was lost on host {lost_on}")
     if preferred is None:
         return Placement(me, f"{here} (the website has no earlier build)")
     if preferred == me:

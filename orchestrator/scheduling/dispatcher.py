@@ -189,7 +189,8 @@ def choose_host(ctx: Context, build_id: str) -> Placement:
             ).first()
     hosts = ctx.stores.hosts
     room = hosts.room(previous) if previous else (False, None)
-    return place(ctx.host_id, previous, room, set(hosts.live()) | {ctx.host_id})
+    lost_on = build.host_id if build is not None and build.attempts > 0 else None
+    return place(ctx.host_id, previous, room, set(hosts.live()) | {ctx.host_id}, lost_on)
 
 
 def next_attempt(ctx: Context, build_id: str, placement: Placement | None = None) -> int | None:

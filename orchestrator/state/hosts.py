@@ -18,6 +18,7 @@ from sqlalchemy import func
 from sqlmodel import col, select, update
 
 from orchestrator.context import Context
+from orchestrator.core.exceptions import OrchestratorError
 from orchestrator.core.expiry import StopReason
 from orchestrator.core.hosts import HostInfo, lost_hosts, overlapping_ranges
 from orchestrator.core.status import PREVIEW, Status
@@ -184,10 +185,13 @@ def stop_lost_hosts(ctx: Context) -> dict[str, list[str]]:
                 select(BuildJob.id).where(BuildJob.host_id == host_id, col(BuildJob.status).in_(PREVIEW))
             ).all()
         stopped[host_id] = []
+        detail = f"every worker of host {host_id} stopped beating: its previews cannot be reached"
         for build_id in previews:
-            detail = f"every worker of host {host_id} stopped beating: its previews cannot be reached"
-            if stop_preview(ctx, build_id, StopReason.HOST_LOST, detail) is not None:
-                stopped[host_id].append(build_id)
+            try:
+                if stop_preview(ctx, build_id, StopReason.HOST_LOST, detail) is not None:
+                    stopped[host_id].append(build_id)
+            except OrchestratorError as exc:  # the next look tries again
+                log.warning("could not stop preview %s of lost host %s: %s", build_id, host_id, exc)
         with ctx.session() as session:
             row = session.get(Host, host_id)
             if row is not None and row.lost_at is None and host_id not in ctx.stores.hosts.live():

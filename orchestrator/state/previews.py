@@ -110,14 +110,16 @@ def stop_preview(ctx: Context, build_id: str, reason: StopReason, detail: str) -
     if build is None or build.status not in PREVIEW:
         return None
     container, port = build.container_id, build.allocated_port
+    runtime: Runtime | None = None
+    memory = disk = None
     try:
-        runtime: Runtime | None = ctx.runtime_for(build.host_id)
+        runtime = ctx.runtime_for(build.host_id)
+        if container:
+            memory = runtime.memory_used(container) if build.status == Status.RUNNING else None
+            disk = runtime.disk_used(container)
     except RuntimeUnavailable as exc:
-        runtime = None  # a lost host: its gc removes the container, should it come back
+        runtime = None  # its host is lost: its gc removes the container, should it come back
         log.warning("stopping preview %s without removing its container: %s", build_id, exc)
-    awake = build.status == Status.RUNNING
-    memory = runtime.memory_used(container) if runtime and container and awake else None
-    disk = runtime.disk_used(container) if runtime and container else None
     if not claim(
         ctx,
         build_id,
@@ -131,7 +133,10 @@ def stop_preview(ctx: Context, build_id: str, reason: StopReason, detail: str) -
     # From here this process alone owns the stop. Should it die midway, gc finds the container
     # without a live build and the port without a live owner, and frees both.
     if container and runtime is not None:
-        runtime.remove(container)
+        try:
+            runtime.remove(container)
+        except RuntimeUnavailable as exc:  # its host's gc removes it (no live build owns it)
+            log.warning("preview %s stopped, its container not removed: %s", build_id, exc)
     if port is not None:
         ctx.port_pool(build.host_id).release(port, attempt_owner(build_id, build.attempts))
     ctx.stores.activity.forget(build_id)

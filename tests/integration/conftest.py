@@ -174,13 +174,17 @@ class Stack:
         """Where this stack's host keeps its port claims in Redis."""
         self._clients: list[httpx.Client] = []
 
-    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start_process(
+        self, name: str, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """`orchestrator ARGS` as process ``name``, with ``env`` over the stack's environment,
+        behind ``prefix`` (a command that runs it elsewhere: another network namespace)."""
         ARTIFACTS.mkdir(exist_ok=True)
-        env = {k: v for k, v in self.env.items() if k != "PYTHONTRACEMALLOC"}
+        env = {k: v for k, v in {**self.env, **(env or {})}.items() if k != "PYTHONTRACEMALLOC"}
         log = (ARTIFACTS / f"{self.name}-{name}.log").open("w")
         self._logs.append(log)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", *args],
+            [*prefix, sys.executable, "-m", "orchestrator.cli", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -403,11 +407,15 @@ class Watched:
 
 
 def upload(
-    client: httpx.Client, files: list[tuple[str, bytes]], name: str | None = None, follow_for: float = 300
+    client: httpx.Client,
+    files: list[tuple[str, bytes]],
+    name: str | None = None,
+    follow_for: float = 300,
+    website_id: str | None = None,
 ) -> Watched:
-    response = client.post(
-        "/api/websites", files=[("files", f) for f in files], data={"name": name} if name else None
-    )
+    """Upload files (a new website, or a new version of ``website_id``) and follow its build."""
+    data = {k: v for k, v in (("name", name), ("websiteId", website_id)) if v}
+    response = client.post("/api/websites", files=[("files", f) for f in files], data=data or None)
     received = time.time()
     assert response.status_code == 202, response.text
     body = response.json()

@@ -124,6 +124,8 @@ def test_placement_prefers_the_previous_host_only_when_it_lives_and_has_room() -
     assert place("a", "b", (False, None), {"a", "b"}).host == "a"
     there = place("a", "b", (True, None), {"a", "b"})
     assert there.host == "b" and "previous build ran there" in there.why
+    lost = place("a", "b", (True, None), {"a", "b"}, lost_on="b")
+    assert lost.host == "a" and "last attempt was lost on host b" in lost.why
 
 
 # -- records ------------------------------------------------------------------------
