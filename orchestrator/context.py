@@ -31,6 +31,7 @@ from orchestrator.config import Settings
 from orchestrator.coordination import keys
 from orchestrator.coordination.stores import Stores, memory_stores, redis_stores
 from orchestrator.core.exceptions import RuntimeUnavailable, ServiceUnavailable
+from orchestrator.core.hosts import HostInfo
 from orchestrator.core.ports import PortPool
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ class Context:
     """Where build containers may connect, as this host enforces it (the firewall when real)."""
     visits: Visits = field(default_factory=MemoryVisits)
     """Traffic to previews from outside their containers (what idleness is judged by)."""
+    host_record: HostInfo | None = None
+    """This host's record, when this process is one of its workers (it beats it, and so do the
+    heartbeats of its builds: a worker busy with a long build keeps its host live)."""
     runtimes: dict[str, Runtime] = field(default_factory=dict)
     """The other hosts' engines this process has driven (runtime_for), by host id."""
     engine_of: Callable[[str, str], Runtime] | None = None

@@ -288,13 +288,26 @@ def read_upload(archive_path: Path, limits: UploadLimits) -> dict[str, bytes]:
     return files
 
 
+def make_folder(path: Path, tries: int = 5) -> None:
+    """``mkdir -p``, again when its parent went meanwhile: a lost attempt of the same build
+    removes the build's folder once its own attempt's folder is gone, and may do so between
+    this one making the parent and its own folder in it."""
+    for _ in range(tries - 1):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def extract_upload(archive_path: Path, dest: Path, limits: UploadLimits) -> Extracted:
     """Unpack a stored upload into ``dest`` and hash its contents.
 
     The hash covers every path and its bytes, so the same files give the same hash
     whatever the order or timestamps in the archive.
     """
-    dest.mkdir(parents=True, exist_ok=True)
+    make_folder(dest)
     root = dest.resolve()
     digests: list[tuple[str, str]] = []
     with _open_zip(archive_path) as archive:

@@ -130,7 +130,7 @@ def worker() -> None:
     ctx = _prepare()
     _isolate_builds(ctx)
     try:
-        host = this_host(ctx)
+        host = ctx.host_record = this_host(ctx)
         warnings = register(ctx, host)
         fixed = reconcile(ctx, RQJobs(ctx))
         cleaned = collect(ctx, scheduled=True)

@@ -113,7 +113,8 @@ def run(ctx: Context) -> None:
     stop.install()
     outage = 0
     ctx.worker_name = ctx.worker_name or worker.name
-    beat = Beater(ctx, this_host(ctx))
+    ctx.host_record = ctx.host_record or this_host(ctx)
+    beat = Beater(ctx, ctx.host_record)
     while not stop.requested:
         try:
             ctx.stores.signals.worker_seen(ctx.worker_name)

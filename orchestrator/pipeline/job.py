@@ -43,24 +43,28 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Tells the dispatchers this build's worker is alive, every HEARTBEAT_SECONDS."""
+    """Tells the dispatchers this build's worker (and its host) is alive, every HEARTBEAT_SECONDS."""
 
     def __init__(self, ctx: Context, build_id: str, attempt: int) -> None:
         self.signals, self.build_id, self.worker = ctx.stores.signals, build_id, ctx.worker_name
-        self.attempt = attempt
+        self.attempt, self.hosts, self.host = attempt, ctx.stores.hosts, ctx.host_record
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{build_id[:8]}", daemon=True)
 
+    def _once(self) -> None:
+        self.signals.beat(self.build_id, self.attempt)
+        if self.worker:  # the worker is busy with this build: it lives
+            self.signals.worker_seen(self.worker)
+        if self.host is not None:  # and so does its host, however long the build
+            self.hosts.beat(self.host)
+
     def _beat(self) -> None:
-        while not self.stopped.is_set():
+        while not self.stopped.wait(keys.HEARTBEAT_SECONDS):
             with contextlib.suppress(RedisError):  # a missed beat: recovery tolerates a few
-                self.signals.beat(self.build_id, self.attempt)
-                if self.worker:  # the worker is busy with this build: it lives
-                    self.signals.worker_seen(self.worker)
-            self.stopped.wait(keys.HEARTBEAT_SECONDS)
+                self._once()
 
     def __enter__(self) -> Heartbeat:
-        self.signals.beat(self.build_id, self.attempt)
+        self._once()
         self.thread.start()
         return self
 

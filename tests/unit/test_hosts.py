@@ -18,6 +18,7 @@ from orchestrator.core.exceptions import RuntimeUnavailable
 from orchestrator.core.hosts import HOST_TTL, check_host_id, default_host_id, lost_hosts, place
 from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Status
+from orchestrator.pipeline.job import Heartbeat
 from orchestrator.scheduling.dispatcher import dispatch_round, recover_lost
 from orchestrator.scheduling.queue import MemoryJobs, reconcile
 from orchestrator.service.gc import collect
@@ -250,3 +251,10 @@ def test_a_build_admitted_to_a_host_lost_before_it_started_waits_again(hosts: Ho
     hosts.a.stores.hosts.beat(this_host(hosts.a))
     assert reconcile(hosts.a, jobs) == [again.id]
     assert hosts.a.stores.admission.waiting() == [again.id]
+
+
+def test_a_builds_heartbeat_keeps_its_host_live_however_long_the_build(hosts: Hosts) -> None:
+    hosts.a.host_record = this_host(hosts.a)
+    assert hosts.a.stores.hosts.get("a") is None
+    with Heartbeat(hosts.a, "some-build", 1):
+        assert hosts.a.stores.hosts.get("a") == hosts.a.host_record

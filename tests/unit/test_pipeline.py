@@ -15,6 +15,7 @@ import pytest
 from orchestrator.adapters.egress import MemoryEgress
 from orchestrator.adapters.memory_runtime import MemoryRuntime
 from orchestrator.adapters.memory_scripts import Script
+from orchestrator.adapters.uploads import make_folder
 from orchestrator.context import Context
 from orchestrator.coordination.admission import SlotLimits
 from orchestrator.core.egress import Destination
@@ -430,7 +431,7 @@ def test_an_attempt_declared_lost_while_it_ran_ends_quietly_and_leaves_its_succe
     assert recover_lost(ctx) == {build_id: "queued again"}
     admitted(ctx, build_id, attempt=2)  # the successor is admitted; it holds a port and a folder
     successor_port = ctx.port_pool().allocate(attempt_owner(build_id, 2))
-    (ctx.settings.workspaces_dir / build_id / "2").mkdir(parents=True)
+    make_folder(ctx.settings.workspaces_dir / build_id / "2")  # as its extraction does
 
     stale.join(15)
     assert results == [None]
