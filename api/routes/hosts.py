@@ -15,4 +15,4 @@ def hosts(ctx: ContextDep, principal: PrincipalDep) -> list[HostPublic]:
     and its running, sleeping and building builds (admins only)."""
     if not is_admin(principal):
         raise Forbidden("the hosts are for admins")
-    return [HostPublic.model_validate(view, from_attributes=True) for view in overview(ctx)]
+    return [HostPublic.model_validate(view.as_json()) for view in overview(ctx)]

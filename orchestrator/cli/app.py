@@ -310,13 +310,14 @@ def hosts(as_json: Annotated[bool, typer.Option("--json", help="Print the hosts 
     for column in ("running", "sleeping", "building", "seen"):
         table.add_column(column)
     for v in views:
+        said = v.record
         table.add_row(
-            v.id,
+            said.id,
             v.state,
-            v.address,
-            str(v.cpus),
-            f"{v.memory_bytes / 2**30:.1f} GB",
-            f"{v.port_range[0]}-{v.port_range[1]}",
+            said.address,
+            str(said.cpus),
+            f"{said.memory_bytes / 2**30:.1f} GB",
+            f"{said.port_range[0]}-{said.port_range[1]}",
             str(v.running),
             str(v.sleeping),
             str(v.building),

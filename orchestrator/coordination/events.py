@@ -20,6 +20,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
+from orchestrator.adapters import redis_client
 from orchestrator.coordination import keys
 from orchestrator.core.status import END_STATUSES, EventType
 
@@ -131,9 +132,8 @@ class RedisEvents:
         return keys.text(found[0][0]) if found else None
 
     def wait(self, build_id: str, after: str | None, timeout: float) -> list[Event]:
-        found: Any = self.redis.xread(
-            {keys.EVENTS + build_id: after or "0-0"}, count=500, block=max(1, int(timeout * 1000))
-        )
+        block = max(1, int(min(timeout, redis_client.BLOCK_SECONDS) * 1000))  # (within the socket's timeout)
+        found: Any = self.redis.xread({keys.EVENTS + build_id: after or "0-0"}, count=500, block=block)
         return [self._decode(i, f) for _key, entries in found or [] for i, f in entries]
 
     def follow(
@@ -148,7 +148,8 @@ class RedisEvents:
 
         async def wait(cursor: str) -> list[Event]:
             try:
-                found: Any = await redis.xread({key: cursor}, count=500, block=int(poll_seconds * 1000))
+                block = int(min(poll_seconds, redis_client.BLOCK_SECONDS) * 1000)
+                found: Any = await redis.xread({key: cursor}, count=500, block=block)
             except RedisError as exc:
                 log.warning("could not read events of build %s: %s", build_id, exc)
                 await asyncio.sleep(poll_seconds)

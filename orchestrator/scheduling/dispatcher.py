@@ -160,7 +160,7 @@ def dispatch_round(ctx: Context, jobs: Jobs, usage: tuple[float, float] | None =
     if build_id is None:
         _explain_waits(ctx, gate, reason)
         return None
-    placement = choose_host(ctx, build_id)
+    placement = choose_host(ctx, build_id, jobs)
     attempt = next_attempt(ctx, build_id, placement)
     if attempt is None:
         gate.release(build_id)  # cancelled while it waited
@@ -171,9 +171,10 @@ def dispatch_round(ctx: Context, jobs: Jobs, usage: tuple[float, float] | None =
     return build_id
 
 
-def choose_host(ctx: Context, build_id: str) -> Placement:
+def choose_host(ctx: Context, build_id: str, jobs: Jobs) -> Placement:
     """Where an admitted build runs (core.hosts.place): here, or on the host of its website's
-    previous build when that host lives and has room."""
+    previous build when that host lives, has room and no build waiting for its workers (a busy
+    host's queue does not grow while this one is free)."""
     with ctx.session() as session:
         build = session.get(BuildJob, build_id)
         previous = None
@@ -189,6 +190,8 @@ def choose_host(ctx: Context, build_id: str) -> Placement:
             ).first()
     hosts = ctx.stores.hosts
     room = hosts.room(previous) if previous else (False, None)
+    if previous and previous != ctx.host_id and room == (True, None) and jobs.pending(previous):
+        room = (True, "its workers have a build still to start")
     lost_on = build.host_id if build is not None and build.attempts > 0 else None
     return place(ctx.host_id, previous, room, set(hosts.live()) | {ctx.host_id}, lost_on)
 

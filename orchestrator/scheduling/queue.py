@@ -103,9 +103,9 @@ class RQJobs:
             failure_ttl=7 * 86400,
         )
 
-    def pending(self) -> int:
-        """Admitted builds no worker took yet."""
-        return get_queue(self.ctx).count
+    def pending(self, host_id: str | None = None) -> int:
+        """Admitted builds no worker of this host (or of ``host_id``) took yet."""
+        return get_queue(self.ctx, host_id).count
 
     def alive(self, build_id: str, attempt: int) -> bool:
         assert self.ctx.redis is not None
@@ -121,7 +121,9 @@ class RQJobs:
 class MemoryJobs:
     """RQ's part in memory: the admitted builds in order (unit tests of the dispatcher)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str | None = None) -> None:
+        self.host = host
+        """The host whose worker this is (None: one queue for every host)."""
         self.started: list[tuple[str, int]] = []
         self.hosts: dict[str, str | None] = {}
         """Build id → the host whose queue it was put on."""
@@ -131,8 +133,14 @@ class MemoryJobs:
         self.started.append((build_id, attempt))
         self.hosts[build_id] = host_id
 
-    def pending(self) -> int:
-        return len(self.started) - self.taken
+    def pending(self, host_id: str | None = None) -> int:
+        """Builds not taken yet: on ``host_id``'s queue, else on this one's (every queue when
+        made without a host)."""
+        host = host_id or self.host
+        waiting = self.started[self.taken :]
+        if host is None:
+            return len(waiting)
+        return sum(1 for build_id, _ in waiting if self.hosts.get(build_id) in (None, host))
 
     def alive(self, build_id: str, attempt: int) -> bool:
         return (build_id, attempt) in self.started[self.taken :]

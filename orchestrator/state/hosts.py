@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -102,18 +102,12 @@ class Beater:
 
 @dataclass(frozen=True)
 class HostView:
-    """One host as ``GET /api/hosts`` shows it."""
+    """One host as ``GET /api/hosts`` shows it: what it last said, and what is on it."""
 
-    id: str
+    record: HostInfo
     state: str
     """"live" (a worker beat within HOST_TTL), "lost" (its previews were stopped) or
     "silent" (no beat, not yet declared lost)."""
-    address: str
-    engine: str
-    public_host: str
-    memory_bytes: int
-    cpus: int
-    port_range: tuple[int, int]
     running: int
     sleeping: int
     building: int
@@ -121,12 +115,21 @@ class HostView:
     last_seen: datetime
     lost_at: datetime | None
 
+    @property
+    def id(self) -> str:
+        return self.record.id
+
     def as_json(self) -> dict[str, Any]:
-        """As GET /api/hosts answers it (api.schemas.HostPublic): camelCase, ISO times."""
-        fields = asdict(self)
-        for name in ("first_seen", "last_seen", "lost_at"):
-            fields[name] = fields[name].isoformat() if fields[name] else None
-        fields["port_range"] = list(self.port_range)
+        """As GET /api/hosts answers it (api.schemas.HostPublic): flat, camelCase, ISO times."""
+        times = {"first_seen": self.first_seen, "last_seen": self.last_seen, "lost_at": self.lost_at}
+        fields = {
+            **self.record.as_json(),
+            "state": self.state,
+            "running": self.running,
+            "sleeping": self.sleeping,
+            "building": self.building,
+            **{name: moment.isoformat() if moment else None for name, moment in times.items()},
+        }
         return {_camel(name): value for name, value in fields.items()}
 
 
@@ -135,8 +138,21 @@ def _camel(name: str) -> str:
     return first + "".join(part.title() for part in rest)
 
 
+def _said(row: Host) -> HostInfo:
+    """What a host said at its last beat that reached the database."""
+    return HostInfo(
+        id=row.id,
+        address=row.address,
+        engine=row.engine,
+        public_host=row.public_host,
+        memory_bytes=row.memory_bytes,
+        cpus=row.cpus,
+        port_range=(row.port_range_start, row.port_range_end),
+    )
+
+
 def overview(ctx: Context) -> list[HostView]:
-    """Every host seen, live ones first, with its previews and builds counted."""
+    """Every host seen, live ones first (as they say now), with its previews and builds counted."""
     live = ctx.stores.hosts.live()
     with ctx.session() as session:
         rows = session.exec(select(Host)).all()
@@ -146,28 +162,19 @@ def overview(ctx: Context) -> list[HostView]:
             .group_by(BuildJob.host_id, BuildJob.status)
         ).all()
     counted: dict[tuple[str | None, str], int] = {(host, status): n for host, status, n in counts}
-    views = []
-    for row in rows:
-        state = "live" if row.id in live else ("lost" if row.lost_at else "silent")
-        info = live.get(row.id)
-        views.append(
-            HostView(
-                id=row.id,
-                state=state,
-                address=info.address if info else row.address,
-                engine=info.engine if info else row.engine,
-                public_host=row.public_host,
-                memory_bytes=row.memory_bytes,
-                cpus=row.cpus,
-                port_range=(row.port_range_start, row.port_range_end),
-                running=counted.get((row.id, Status.RUNNING.value), 0),
-                sleeping=counted.get((row.id, Status.SLEEPING.value), 0),
-                building=counted.get((row.id, Status.BUILDING.value), 0),
-                first_seen=as_utc(row.first_seen),
-                last_seen=as_utc(row.last_seen),
-                lost_at=as_utc(row.lost_at) if row.lost_at else None,
-            )
+    views = [
+        HostView(
+            record=live.get(row.id) or _said(row),
+            state="live" if row.id in live else ("lost" if row.lost_at else "silent"),
+            running=counted.get((row.id, Status.RUNNING.value), 0),
+            sleeping=counted.get((row.id, Status.SLEEPING.value), 0),
+            building=counted.get((row.id, Status.BUILDING.value), 0),
+            first_seen=as_utc(row.first_seen),
+            last_seen=as_utc(row.last_seen),
+            lost_at=as_utc(row.lost_at) if row.lost_at else None,
         )
+        for row in rows
+    ]
     return sorted(views, key=lambda v: (v.state != "live", v.id))
 
 

@@ -28,6 +28,9 @@ RUN = Path("/run/wob-host-b")
 DATA = Path("/var/lib/wob-host-b")
 ENGINE = f"unix://{RUN}/docker.sock"
 PG_SOCKET_DIR = RUN / "pg"
+CGROUP = "/wob-host-b"
+"""Where the second engine's containers are in the cgroup tree (each has a network namespace
+of its own: ``ip netns pids`` does not list them)."""
 IN_NETNS = ("nsenter", f"--net=/run/netns/{NETNS}")
 """Run a command in the namespace (nsenter, not ``ip netns exec``: that mounts a sysfs of its
 own, which hides the cgroup mounts dockerd needs)."""
@@ -46,6 +49,16 @@ def _rule(action: str, rule: tuple[str, ...]) -> list[str]:
     table = list(rule[:2]) if rule[0] == "-t" else []
     chain, *spec = rule[2:] if table else rule
     return ["iptables", *table, action, chain, *spec]
+
+
+def _in_cgroup(parent: str) -> set[str]:
+    """The processes whose cgroup (any hierarchy) is under ``parent``."""
+    found = set()
+    for path in Path("/proc").glob("[0-9]*/cgroup"):
+        with contextlib.suppress(OSError):
+            if f":{parent}/" in path.read_text():
+                found.add(path.parent.name)
+    return found
 
 
 class SecondHost:
@@ -97,6 +110,7 @@ class SecondHost:
                 "--pidfile", str(RUN / "docker.pid"),
                 "-H", ENGINE,
                 "--bridge", "docker0",
+                "--cgroup-parent", CGROUP,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -147,10 +161,10 @@ class SecondHost:
         return url.replace("@127.0.0.1:5432/", "@/") + f"?host={PG_SOCKET_DIR}"
 
     def kill(self) -> None:
-        """The host goes away at once: every process in its namespace (its workers, its engine,
-        its containers) killed."""
+        """The host goes away at once: every process in its namespace (its workers, its engine)
+        and in its containers' cgroups killed."""
         for _ in range(3):
-            pids = _run("ip", "netns", "pids", NETNS, check=False).stdout.split()
+            pids = set(_run("ip", "netns", "pids", NETNS, check=False).stdout.split()) | _in_cgroup(CGROUP)
             if not pids:
                 return
             for pid in pids:
@@ -159,8 +173,7 @@ class SecondHost:
             time.sleep(0.5)
 
     def tear_down(self) -> None:
-        if Path(f"/run/netns/{NETNS}").exists():
-            self.kill()
+        self.kill()
         if self._dockerd is not None:
             self._dockerd.kill()  # (killed with its namespace already: this reaps it)
             self._dockerd.wait()

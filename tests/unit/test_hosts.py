@@ -143,8 +143,8 @@ def test_hosts_register_and_the_first_takes_over_the_builds_from_before_hosts(
     preview_on(hosts.b, alice)
     views = {view.id: view for view in overview(hosts.a)}
     assert views["a"].state == views["b"].state == "live"
-    assert views["b"].address == "198.51.100.2" and views["b"].running == 1 and views["a"].running == 0
-    assert views["b"].cpus == 2 and views["b"].memory_bytes == 4 << 30
+    assert views["b"].record.address == "198.51.100.2" and views["b"].running == 1 and views["a"].running == 0
+    assert views["b"].record.cpus == 2 and views["b"].record.memory_bytes == 4 << 30
     as_json = views["b"].as_json()
     assert as_json["portRange"] == [41000, 41004] and as_json["lostAt"] is None
 
@@ -212,45 +212,39 @@ def test_a_host_not_reachable_any_more_cannot_be_driven(hosts: Hosts) -> None:
 # -- placement ----------------------------------------------------------------------
 
 
+def rebuild_of_a_site_on_b(hosts: Hosts, alice: ApiToken, b_says: str | None) -> tuple[BuildJob, MemoryJobs]:
+    """Both hosts live, a website live on b (which last said ``b_says`` of its room), and a new
+    version of it admitted by a's worker."""
+    for host in (hosts.a, hosts.b):
+        register(host, this_host(host))
+    previous = preview_on(hosts.b, alice)
+    hosts.b.stores.hosts.report_room("b", b_says)
+    again = upload(hosts.a, alice, website_id=previous.website_id)
+    jobs = MemoryJobs(host="a")
+    assert dispatch_round(hosts.a, jobs, IDLE) == again.id
+    return record(hosts.a, again.id), jobs
+
+
 def test_a_rebuild_goes_to_the_host_of_the_websites_previous_build_when_it_has_room(
     hosts: Hosts, alice: ApiToken
 ) -> None:
-    for host in (hosts.a, hosts.b):
-        register(host, this_host(host))
-    previous = preview_on(hosts.b, alice)
-    hosts.b.stores.hosts.report_room("b", None)
-    again = upload(hosts.a, alice, website_id=previous.website_id)
-    jobs = MemoryJobs()
-    assert dispatch_round(hosts.a, jobs, IDLE) == again.id
-    assert jobs.hosts[again.id] == "b"
-    placed = record(hosts.a, again.id)
-    assert placed.host_id == "b" and "previous build ran there" in (placed.placement or "")
+    placed, jobs = rebuild_of_a_site_on_b(hosts, alice, None)
+    assert jobs.hosts[placed.id] == "b" == placed.host_id
+    assert "previous build ran there" in (placed.placement or "")
 
 
 def test_a_rebuild_runs_here_when_the_previous_host_is_short(hosts: Hosts, alice: ApiToken) -> None:
-    for host in (hosts.a, hosts.b):
-        register(host, this_host(host))
-    previous = preview_on(hosts.b, alice)
-    hosts.b.stores.hosts.report_room("b", "waiting for resources: memory")
-    again = upload(hosts.a, alice, website_id=previous.website_id)
-    jobs = MemoryJobs()
-    assert dispatch_round(hosts.a, jobs, IDLE) == again.id
-    assert jobs.hosts[again.id] == "a"
-    assert "is short (waiting for resources: memory)" in (record(hosts.a, again.id).placement or "")
+    placed, jobs = rebuild_of_a_site_on_b(hosts, alice, "waiting for resources: memory")
+    assert jobs.hosts[placed.id] == "a" == placed.host_id
+    assert "is short (waiting for resources: memory)" in (placed.placement or "")
 
 
 def test_a_build_admitted_to_a_host_lost_before_it_started_waits_again(hosts: Hosts, alice: ApiToken) -> None:
-    for host in (hosts.a, hosts.b):
-        register(host, this_host(host))
-    previous = preview_on(hosts.b, alice)
-    hosts.b.stores.hosts.report_room("b", None)
-    again = upload(hosts.a, alice, website_id=previous.website_id)
-    jobs = MemoryJobs()
-    dispatch_round(hosts.a, jobs, IDLE)  # put on b's queue; b dies before taking it
+    placed, jobs = rebuild_of_a_site_on_b(hosts, alice, None)  # on b's queue; b dies before taking it
     hosts.clock.now += HOST_TTL + 1
     hosts.a.stores.hosts.beat(this_host(hosts.a))
-    assert reconcile(hosts.a, jobs) == [again.id]
-    assert hosts.a.stores.admission.waiting() == [again.id]
+    assert reconcile(hosts.a, jobs) == [placed.id]
+    assert hosts.a.stores.admission.waiting() == [placed.id]
 
 
 def test_a_builds_heartbeat_keeps_its_host_live_however_long_the_build(hosts: Hosts) -> None:
@@ -258,3 +252,13 @@ def test_a_builds_heartbeat_keeps_its_host_live_however_long_the_build(hosts: Ho
     assert hosts.a.stores.hosts.get("a") is None
     with Heartbeat(hosts.a, "some-build", 1):
         assert hosts.a.stores.hosts.get("a") == hosts.a.host_record
+
+
+def test_a_rebuild_runs_here_while_the_previous_hosts_workers_are_busy(hosts: Hosts, alice: ApiToken) -> None:
+    one, jobs = rebuild_of_a_site_on_b(hosts, alice, None)
+    assert jobs.pending() == 0 and jobs.pending("b") == 1 and one.host_id == "b"  # not taken yet
+    second = preview_on(hosts.b, alice, port=41001)
+    two = upload(hosts.a, alice, website_id=second.website_id)
+    assert dispatch_round(hosts.a, jobs, IDLE) == two.id
+    placed = record(hosts.a, two.id)
+    assert placed.host_id == "a" and "its workers have a build still to start" in (placed.placement or "")
