@@ -247,6 +247,32 @@ def gc(
     _print_gc(report, dry_run)
 
 
+@app.command()
+def purge(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone")] = False,
+) -> None:
+    """Take this installation off this host's engine for good: stop its previews, then remove
+    its containers, dependency cache and package store. The records stay in the database.
+    Refused while a build is in progress. Run it before `docker compose down -v`."""
+    from orchestrator.service.purge import purge as purge_host
+
+    if not yes:
+        console.print(
+            "[red]error:[/red] purge removes every preview and cache of this installation: pass --yes"
+        )
+        raise typer.Exit(2)
+    ctx = _prepare()
+    try:
+        done = purge_host(ctx)
+    except OrchestratorError as exc:
+        fail(exc)
+    for action in done:
+        console.print(
+            f"purge: {action.action} {action.target} ({action.reason})", markup=False, highlight=False
+        )
+    console.print(f"Purged host {ctx.host_id}: {len(done)} things removed.", markup=False, highlight=False)
+
+
 def _print_gc(report, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
     from rich.text import Text

@@ -34,6 +34,8 @@ class StopReason(StrEnum):
     restarted live) and could not be started again."""
     HOST_LOST = "host-lost"
     """Every worker of its host stopped beating (orchestrator.state.hosts.stop_lost_hosts)."""
+    PURGED = "purged"
+    """An operator took the installation off its host (``orchestrator purge``)."""
 
 
 @dataclass(frozen=True)

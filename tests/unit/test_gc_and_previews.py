@@ -11,11 +11,13 @@ from orchestrator.adapters.runtime import HOLD, KIND_DEPS, ContainerSpec
 from orchestrator.adapters.visits import MemoryVisits
 from orchestrator.context import Context
 from orchestrator.core import defaults
+from orchestrator.core.exceptions import Conflict
 from orchestrator.core.expiry import Activity, StopReason
 from orchestrator.core.ports import attempt_owner
 from orchestrator.core.status import Status
 from orchestrator.pipeline.cache import DependencyCache, image_ref
 from orchestrator.service.gc import collect
+from orchestrator.service.purge import purge
 from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
 from orchestrator.state.previews import mark_live, retire_replaced, stop_preview
 from tests.unit.conftest import record
@@ -268,3 +270,36 @@ def test_gc_removes_an_upload_never_finished_once_it_is_old(ctx: Context) -> Non
     report = collect(ctx)
     assert [(a.action, a.target) for a in report.actions] == [("delete upload", "a.zip.part")]
     assert not stale.exists() and fresh.exists()
+
+
+def test_purge_takes_the_installation_off_its_host(ctx: Context, alice: ApiToken) -> None:
+    preview = live_preview(ctx, alice)
+    with ctx.session() as session:
+        row = session.get(BuildJob, preview.id)
+        assert row is not None
+        row.host_id = ctx.host_id
+        session.add(row)
+        building = BuildJob(website_id=preview.website_id, owner_id=alice.id or 0, project_type="static")
+        building.status, building.host_id = Status.BUILDING, ctx.host_id
+        session.add(building)
+    runtime = memory(ctx)
+    ours = {f"{NS}.instance": ctx.settings.instance_id, f"{NS}.kind": KIND_DEPS}
+    image = runtime.add_image("website-orchestrator/deps:x", ours)
+    theirs = runtime.add_image("website-orchestrator/deps:y", {**ours, f"{NS}.instance": "another"})
+    store = runtime.ensure_volume(f"{defaults.NPM_STORE_VOLUME}-{ctx.settings.instance_id}")
+
+    with pytest.raises(Conflict, match=f"1 builds are in progress on host {ctx.host_id}.*{building.id}"):
+        purge(ctx)
+    assert record(ctx, preview.id).status == Status.RUNNING  # nothing was touched
+
+    with ctx.session() as session:
+        row = session.get(BuildJob, building.id)
+        assert row is not None
+        row.status = Status.FAILED
+        session.add(row)
+    done = purge(ctx)
+    assert [a.action for a in done] == ["stop preview", "remove image", "remove volume"]
+    assert record(ctx, preview.id).stop_reason == StopReason.PURGED
+    assert runtime.list_ours() == [] and ctx.stores.ports.owner(41000) is None
+    assert runtime.image(image) is None and runtime.image(theirs) is not None
+    assert store not in runtime.volumes
