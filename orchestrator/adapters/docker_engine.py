@@ -5,12 +5,13 @@ docker_containers (containers and steps) and docker_storage (images, volumes, me
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.errors import NotFound as DockerNotFound
+from docker.utils import kwargs_from_env
 from requests.exceptions import RequestException
 
 from orchestrator.adapters.runtime import ContainerState
@@ -32,6 +33,15 @@ def _lines(stream: Iterator[bytes]) -> Iterator[str]:
         return  # the container was removed while we read
     if pending:
         yield pending.decode("utf-8", "replace")
+
+
+def engine_options(engine: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """How to reach another host's engine: its address, with the TLS of DOCKER_TLS_VERIFY and
+    DOCKER_CERT_PATH (as Docker's own client) when it is a TCP address."""
+    options: dict[str, Any] = {}
+    if engine.startswith(("tcp://", "https://")):
+        options = kwargs_from_env(environment=dict(os.environ if environ is None else environ))
+    return {**options, "base_url": engine}
 
 
 class DockerBase:
@@ -59,7 +69,7 @@ class DockerBase:
                 if self._engine is None:
                     self._client = docker.from_env(timeout=60)
                 else:
-                    self._client = docker.DockerClient(base_url=self._engine, timeout=60)
+                    self._client = docker.DockerClient(**engine_options(self._engine), timeout=60)
             except DockerException as exc:
                 where = self._engine or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
                 raise RuntimeUnavailable(f"the Docker engine at {where} cannot be reached: {exc}") from exc

@@ -262,3 +262,18 @@ def test_a_rebuild_runs_here_while_the_previous_hosts_workers_are_busy(hosts: Ho
     assert dispatch_round(hosts.a, jobs, IDLE) == two.id
     placed = record(hosts.a, two.id)
     assert placed.host_id == "a" and "its workers have a build still to start" in (placed.placement or "")
+
+
+def test_another_hosts_engine_is_reached_with_the_tls_dockers_client_uses(tmp_path) -> None:
+    from docker.tls import TLSConfig
+
+    from orchestrator.adapters.docker_engine import engine_options
+
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("not read before a connection")
+    tls_env = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path), "DOCKER_HOST": "unix:///elsewhere"}
+    remote = engine_options("tcp://host-b.example.com:2376", tls_env)
+    assert remote["base_url"] == "tcp://host-b.example.com:2376"
+    assert isinstance(remote["tls"], TLSConfig) and remote["tls"].ca_cert == str(tmp_path / "ca.pem")
+    assert engine_options("tcp://host-b.example.com:2375", {}) == {"base_url": "tcp://host-b.example.com:2375"}
+    assert engine_options("unix:///var/run/docker.sock", tls_env) == {"base_url": "unix:///var/run/docker.sock"}
