@@ -166,7 +166,9 @@ class Context:
             lock = self.redis.lock(keys.MIGRATION_LOCK, timeout=300, blocking_timeout=300)
             acquired = lock.acquire()
         except RedisError as exc:
-            raise ServiceUnavailable(f"Redis at {self.settings.redis_url} cannot be reached: {exc}") from exc
+            raise ServiceUnavailable(
+                f"Redis at {redis_client.shown(self.settings.redis_url)} cannot be reached: {exc}"
+            ) from exc
         try:
             yield
         finally:
