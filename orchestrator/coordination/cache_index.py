@@ -38,7 +38,7 @@ class RedisCacheIndex:
 
     def __init__(self, redis: Redis, host_id: str) -> None:
         self.redis = redis
-        self.used_key = keys.on_host(keys.DEPS_USED, host_id).rstrip(":")
+        self.used_key = keys.deps_used(host_id)
         self.lock_prefix = keys.on_host(keys.DEPS_FILL_LOCK, host_id)
 
     def touch(self, key: str) -> None:

@@ -79,7 +79,7 @@ class RedisHostRegistry:
             if port.isdigit() and self.redis.renamenx(key, keys.on_host(keys.PORT, host_id) + port):
                 moved += 1
         if self.redis.exists(keys.DEPS_USED_SINGLE_HOST):
-            target = keys.on_host(keys.DEPS_USED, host_id).rstrip(":")
+            target = keys.deps_used(host_id)
             self.redis.zunionstore(target, [target, keys.DEPS_USED_SINGLE_HOST], aggregate="MAX")
             self.redis.delete(keys.DEPS_USED_SINGLE_HOST)
             moved += 1

@@ -129,6 +129,11 @@ HOSTS = PREFIX + "hosts"
 """Set of the host ids that beat (where HOST keys are looked for; pruned as they expire)."""
 
 
+def deps_used(host_id: str) -> str:
+    """The key of a host's dependency-cache index (DEPS_USED)."""
+    return f"{DEPS_USED}{host_id}"
+
+
 def on_host(prefix: str, host_id: str) -> str:
     """A per-host key prefix: the host's ports, its cache index (``PORT`` → ``port:<host>:``)."""
     return f"{prefix}{host_id}:"

@@ -47,33 +47,15 @@ def this_host(ctx: Context) -> HostInfo:
 
 
 def register(ctx: Context, info: HostInfo) -> list[str]:
-    """Beat the host's record and write it to the database. The first host ever registered
-    takes over the builds recorded before hosts were. Returns the warnings to show (another
-    host on this address whose preview ports overlap)."""
-    ctx.stores.hosts.beat(info)
+    """A worker's host at its start: beaten and recorded. The first host ever registered takes
+    over the builds and Redis keys from before hosts existed. Returns the warnings to show
+    (another host on this address whose preview ports overlap)."""
     with ctx.session() as session:
         first = session.exec(select(func.count()).select_from(Host)).one() == 0
-        said: dict[str, Any] = {
-            "address": info.address,
-            "engine": info.engine,
-            "public_host": info.public_host,
-            "memory_bytes": info.memory_bytes,
-            "cpus": info.cpus,
-            "port_range_start": info.port_range[0],
-            "port_range_end": info.port_range[1],
-            "last_seen": utcnow(),
-            "lost_at": None,
-        }
-        row = session.get(Host, info.id)
-        if row is None:
-            row = Host(id=info.id, **said)
-        else:
-            for name, value in said.items():
-                setattr(row, name, value)
-        session.add(row)
-        if first:
-            session.exec(update(BuildJob).where(col(BuildJob.host_id).is_(None)).values(host_id=info.id))  # type: ignore[call-overload]
+    record(ctx, info)
     if first:
+        with ctx.session() as session:
+            session.exec(update(BuildJob).where(col(BuildJob.host_id).is_(None)).values(host_id=info.id))  # type: ignore[call-overload]
         ctx.stores.hosts.adopt_single_host_keys(info.id)
     others = list(ctx.stores.hosts.live().values())
     return [
@@ -81,6 +63,18 @@ def register(ctx: Context, info: HostInfo) -> list[str]:
         f"host's {info.port_range[0]}-{info.port_range[1]}: give each host its own range"
         for other in overlapping_ranges(info, others)
     ]
+
+
+def record(ctx: Context, info: HostInfo) -> None:
+    """Beat the host's record into Redis and write it to its row (seen now, not lost)."""
+    ctx.stores.hosts.beat(info)
+    with ctx.session() as session:
+        row = session.get(Host, info.id)
+        if row is None:
+            row = Host(id=info.id, **_columns(info))
+        for name, value in {**_columns(info), "last_seen": utcnow(), "lost_at": None}.items():
+            setattr(row, name, value)
+        session.add(row)
 
 
 @dataclass
@@ -94,7 +88,7 @@ class Beater:
     def __call__(self) -> None:
         now = time.monotonic()
         if now - self.recorded >= RECORD_SECONDS:
-            register(self.ctx, self.info)
+            record(self.ctx, self.info)
             self.recorded = now
         else:
             self.ctx.stores.hosts.beat(self.info)
@@ -136,6 +130,19 @@ class HostView:
 def _camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(part.title() for part in rest)
+
+
+def _columns(info: HostInfo) -> dict[str, Any]:
+    """A host's record as its row's columns (the inverse of _said)."""
+    return {
+        "address": info.address,
+        "engine": info.engine,
+        "public_host": info.public_host,
+        "memory_bytes": info.memory_bytes,
+        "cpus": info.cpus,
+        "port_range_start": info.port_range[0],
+        "port_range_end": info.port_range[1],
+    }
 
 
 def _said(row: Host) -> HostInfo:
