@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.context import Context
 from orchestrator.core.estimate import step_durations
+from orchestrator.core.exceptions import RuntimeUnavailable
 from orchestrator.core.status import Status, StepName
 from orchestrator.state.models import BuildJob, as_utc
 
@@ -124,13 +125,30 @@ class ServiceCollector(Collector):
         yield steps
 
     def previews(self, session: Session) -> Iterator[Metric]:
-        live = session.exec(select(BuildJob.container_id).where(BuildJob.status == Status.RUNNING)).all()
+        live = session.exec(
+            select(BuildJob.host_id, BuildJob.container_id).where(BuildJob.status == Status.RUNNING)
+        ).all()
         yield GaugeMetricFamily("orchestrator_previews_live", "Previews live (awake)", value=len(live))
         asleep = session.exec(select(func.count()).where(BuildJob.status == Status.SLEEPING)).one()
         yield GaugeMetricFamily(
             "orchestrator_previews_sleeping", "Previews asleep (their containers stopped)", value=asleep
         )
-        memory = sum(self.ctx.runtime.memory_used(c) or 0 for c in live if c)
-        yield GaugeMetricFamily(
-            "orchestrator_previews_memory_bytes", "Memory the live previews use", value=memory
+        yield self.memory(live)
+
+    def memory(self, live: Sequence[tuple[str | None, str | None]]) -> Metric:
+        """What the live previews use, per host, each read from its own host's engine (a host
+        whose engine cannot be reached is left out of this scrape)."""
+        family = GaugeMetricFamily(
+            "orchestrator_previews_memory_bytes", "Memory the live previews use", labels=["host"]
         )
+        by_host: dict[str, list[str]] = {}
+        for host, container in live:
+            if container:
+                by_host.setdefault(host or self.ctx.host_id, []).append(container)
+        for host, containers in sorted(by_host.items()):
+            try:
+                runtime = self.ctx.runtime_for(host)
+                family.add_metric([host], sum(runtime.memory_used(c) or 0 for c in containers))
+            except RuntimeUnavailable:
+                continue
+        return family

@@ -149,6 +149,17 @@ def test_hosts_register_and_the_first_takes_over_the_builds_from_before_hosts(
     assert as_json["portRange"] == [41000, 41004] and as_json["lostAt"] is None
 
 
+def test_a_host_shows_what_its_last_dispatch_round_found(hosts: Hosts) -> None:
+    register(hosts.a, this_host(hosts.a))
+    register(hosts.b, this_host(hosts.b))
+    assert {view.id: view.admission for view in overview(hosts.a)} == {"a": None, "b": None}  # no round yet
+    hosts.a.stores.hosts.report_room("a", None)
+    hosts.a.stores.hosts.report_room("b", "waiting for resources: CPU 97% busy")
+    views = {view.id: view.as_json() for view in overview(hosts.a)}
+    assert views["a"]["admission"] == "room for a build"
+    assert views["b"]["admission"] == "waiting for resources: CPU 97% busy"
+
+
 def test_two_hosts_on_one_address_with_overlapping_ports_are_warned_about(hosts: Hosts) -> None:
     hosts.b.settings = hosts.b.settings.model_copy(update={"host_address": None})
     register(hosts.a, this_host(hosts.a))
@@ -271,9 +282,37 @@ def test_another_hosts_engine_is_reached_with_the_tls_dockers_client_uses(tmp_pa
 
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (tmp_path / name).write_text("not read before a connection")
-    tls_env = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path), "DOCKER_HOST": "unix:///elsewhere"}
+    tls_env = {
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": str(tmp_path),
+        "DOCKER_HOST": "unix:///elsewhere",
+    }
     remote = engine_options("tcp://host-b.example.com:2376", tls_env)
     assert remote["base_url"] == "tcp://host-b.example.com:2376"
     assert isinstance(remote["tls"], TLSConfig) and remote["tls"].ca_cert == str(tmp_path / "ca.pem")
-    assert engine_options("tcp://host-b.example.com:2375", {}) == {"base_url": "tcp://host-b.example.com:2375"}
-    assert engine_options("unix:///var/run/docker.sock", tls_env) == {"base_url": "unix:///var/run/docker.sock"}
+    assert engine_options("tcp://host-b.example.com:2375", {}) == {
+        "base_url": "tcp://host-b.example.com:2375"
+    }
+    assert engine_options("unix:///var/run/docker.sock", tls_env) == {
+        "base_url": "unix:///var/run/docker.sock"
+    }
+
+
+def test_metrics_read_each_hosts_preview_memory_from_its_own_engine(hosts: Hosts, alice: ApiToken) -> None:
+    from orchestrator.service.metrics import ServiceCollector
+
+    def memory_by_host() -> dict[str, float]:
+        (family,) = [
+            m for m in ServiceCollector(hosts.a).collect() if m.name == "orchestrator_previews_memory_bytes"
+        ]
+        return {sample.labels["host"]: sample.value for sample in family.samples}
+
+    register(hosts.a, this_host(hosts.a))
+    register(hosts.b, this_host(hosts.b))
+    preview_on(hosts.a, alice)
+    preview_on(hosts.b, alice)
+    preview_on(hosts.b, alice, port=41001)
+    assert memory_by_host() == {"a": 50 * 2**20, "b": 100 * 2**20}  # the memory engine: 50 MB each
+    hosts.clock.now += HOST_TTL + 1  # b's worker stopped beating: its engine is not asked
+    hosts.a.stores.hosts.beat(this_host(hosts.a))
+    assert memory_by_host() == {"a": 50 * 2**20}
