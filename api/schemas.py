@@ -75,6 +75,9 @@ class HostPublic(CamelModel):
     running: int
     sleeping: int
     building: int
+    admission: str | None
+    """What its workers' last dispatch round found: "room for a build", or why a build would
+    wait there; null when no worker of the host reported lately (all busy, or none runs)."""
     first_seen: datetime
     last_seen: datetime
     lost_at: datetime | None

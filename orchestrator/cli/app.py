@@ -333,7 +333,7 @@ def hosts(as_json: Annotated[bool, typer.Option("--json", help="Print the hosts 
         Console().print("No host has registered yet: start a worker (orchestrator worker).")
         return
     table = Table("host", "state", "address", "CPUs", "memory", "ports")
-    for column in ("running", "sleeping", "building", "seen"):
+    for column in ("running", "sleeping", "building", "admission", "seen"):
         table.add_column(column)
     for v in views:
         said = v.record
@@ -347,6 +347,7 @@ def hosts(as_json: Annotated[bool, typer.Option("--json", help="Print the hosts 
             str(v.running),
             str(v.sleeping),
             str(v.building),
+            v.admission or "-",
             v.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
         )
     Console().print(table)

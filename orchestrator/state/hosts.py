@@ -105,6 +105,10 @@ class HostView:
     running: int
     sleeping: int
     building: int
+    admission: str | None
+    """What its workers' last dispatch round found: "room for a build", or why a build would
+    wait there (core.resources.shortage); None when none of its workers reported one lately
+    (none is free to take a build, or none runs)."""
     first_seen: datetime
     last_seen: datetime
     lost_at: datetime | None
@@ -122,6 +126,7 @@ class HostView:
             "running": self.running,
             "sleeping": self.sleeping,
             "building": self.building,
+            "admission": self.admission,
             **{name: moment.isoformat() if moment else None for name, moment in times.items()},
         }
         return {_camel(name): value for name, value in fields.items()}
@@ -176,6 +181,7 @@ def overview(ctx: Context) -> list[HostView]:
             running=counted.get((row.id, Status.RUNNING.value), 0),
             sleeping=counted.get((row.id, Status.SLEEPING.value), 0),
             building=counted.get((row.id, Status.BUILDING.value), 0),
+            admission=_admission(ctx.stores.hosts.room(row.id)),
             first_seen=as_utc(row.first_seen),
             last_seen=as_utc(row.last_seen),
             lost_at=as_utc(row.lost_at) if row.lost_at else None,
@@ -183,6 +189,11 @@ def overview(ctx: Context) -> list[HostView]:
         for row in rows
     ]
     return sorted(views, key=lambda v: (v.state != "live", v.id))
+
+
+def _admission(room: tuple[bool, str | None]) -> str | None:
+    known, shortage = room
+    return (shortage or "room for a build") if known else None
 
 
 def stop_lost_hosts(ctx: Context) -> dict[str, list[str]]:

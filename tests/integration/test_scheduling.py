@@ -94,8 +94,9 @@ def test_a_waiting_build_says_why_and_where_it_is(stack: Stack, slow_zip: bytes)
     for job in blockers:
         wait_for(admin, job, ("building",), timeout=30)
     waiting = post(user, SITE)["buildJobId"]
-    time.sleep(2.5)  # a dispatch round or two
-    found = status(user, waiting)
+    deadline = time.monotonic() + 20  # the free worker's next dispatch round writes the reason
+    while (found := status(user, waiting))["waitReason"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert found["status"] == "queued" and found["queuePosition"] == 1
     assert found["waitReason"] == "waiting for a free build slot (2 of 2 in use)"
     assert found["estimatedTimeRemaining"] is not None

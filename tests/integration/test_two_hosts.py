@@ -89,11 +89,13 @@ def pair(tmp_path_factory: pytest.TempPathFactory, runtime) -> Iterator[Pair]:
             )
             client = stack.client()
             deadline = time.monotonic() + 90
+            # Both live, and the second host's worker past its start (reconcile, gc): it says so
+            # before it takes builds. (The API is healthy once the first host's worker works.)
             while {h["id"] for h in client.get("/api/hosts").json() if h["state"] == "live"} != {
                 "host-a",
                 "host-b",
-            }:
-                assert time.monotonic() < deadline, client.get("/api/hosts").text
+            } or "Host host-b: previews reached at" not in worker_log(stack, 100):
+                assert time.monotonic() < deadline, (client.get("/api/hosts").text, worker_log(stack))
                 time.sleep(0.5)
             found = Pair(stack, second, client, figures={"image copy seconds": round(copied, 1)})
             yield found
@@ -117,6 +119,12 @@ def wait_live(pair: Pair, job_id: str, timeout: float = 180) -> dict:
     raise AssertionError(f"build {job_id} did not go live in {timeout} s")
 
 
+def worker_log(stack: Stack, lines: int = 40) -> str:
+    """The end of the second host's worker's output."""
+    path = ARTIFACTS / f"{stack.name}-worker-host-b.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
 def host_line(build: dict) -> str:
     """Where its last attempt ran, and why (each attempt says it)."""
     return [line for line in build["logs"] if line.startswith("Host: ")][-1]
@@ -134,7 +142,8 @@ def test_builds_spread_over_both_hosts_each_with_its_own_ports(pair: Pair) -> No
     spread = Counter(b["hostId"] for b in builds)
     pair.figures["spread"] = dict(spread)
     pair.figures["placements"] = Counter(host_line(b).split(": ", 2)[2] for b in builds).most_common()
-    assert set(spread) == {"host-a", "host-b"}, spread
+    hosts_now = pair.client.get("/api/hosts").json()
+    assert set(spread) == {"host-a", "host-b"}, (spread, hosts_now, worker_log(pair.stack))
     for i, (w, build) in enumerate(zip(watched, builds, strict=True)):
         pair.sites[w.website_id] = build
         assert PORTS[0] <= build["allocatedPort"] <= PORTS[1]
@@ -152,6 +161,7 @@ def test_builds_spread_over_both_hosts_each_with_its_own_ports(pair: Pair) -> No
 
 
 def test_new_versions_follow_their_websites_hosts_and_keep_their_urls(pair: Pair) -> None:
+    assert len(pair.sites) == SITES, "the first uploads did not all go live"
     placements = []
     for website_id, first in list(pair.sites.items()):  # one at a time: each host's queue is empty
         again = upload(pair.client, page(f"<h1>version 2 of {website_id}</h1>"), website_id=website_id)
@@ -166,6 +176,7 @@ def test_new_versions_follow_their_websites_hosts_and_keep_their_urls(pair: Pair
 
 
 def test_each_hosts_gc_touches_only_its_own_previews(pair: Pair) -> None:
+    assert len(pair.sites) == SITES, "the first uploads did not all go live"
     env = {**pair.stack.env, "ORCHESTRATOR_HOST_ID": "host-a"}
     report = json.loads(run_cli("gc", "--dry-run", "--idle-ttl", "0", "--json", env=env).stdout)
     stopped = {a["target"] for a in report["actions"] if a["action"] == "stop preview"}
