@@ -27,10 +27,13 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "wob-compose-smoke"
 INSTANCE = "compose-smoke"
+API_PORT, GATEWAY_PORT = 31660, 31661
+"""Below the kernel's ephemeral ports (32768-60999 by default): no other stack's port, found
+with bind(0), and no outgoing connection can hold them (42660 once was another stack's API)."""
 ENV = {
     "ORCHESTRATOR_INSTANCE_ID": INSTANCE,
-    "ORCHESTRATOR_API_PORT": "42660",
-    "ORCHESTRATOR_GATEWAY_PORT": "42661",
+    "ORCHESTRATOR_API_PORT": str(API_PORT),
+    "ORCHESTRATOR_GATEWAY_PORT": str(GATEWAY_PORT),
     "ORCHESTRATOR_PORT_RANGE_START": "42870",
     "ORCHESTRATOR_PORT_RANGE_END": "42899",
     "COMPOSE_PROJECT_NAME": PROJECT,

@@ -103,8 +103,11 @@ def test_through_sentinel_the_client_follows_a_failover(sentinel_pair: str) -> N
         assert Redis(port=MASTER, db=3).get("before") == b"1"
         wait_for(lambda: Redis(port=REPLICA, db=3).get("before") == b"1", "the write to reach the replica")
 
-        Redis(port=SENTINEL).execute_command("SENTINEL", "FAILOVER", "wobtest")
         sentinel = Redis(port=SENTINEL)
+        # Refused (NOGOODSLAVE) until the Sentinel has fresh INFO from the replica: asked again.
+        wait_for(
+            lambda: bool(sentinel.execute_command("SENTINEL", "FAILOVER", "wobtest")), "a failover to start"
+        )
         wait_for(lambda: sentinel.sentinel_master("wobtest")["port"] == REPLICA, "the Sentinel's failover")
         old = Redis(port=MASTER)
         wait_for(lambda: old.info("replication")["role"] == "slave", "the old master to follow the new one")
