@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
 from orchestrator.context import Context
@@ -66,15 +67,25 @@ def register(ctx: Context, info: HostInfo) -> list[str]:
 
 
 def record(ctx: Context, info: HostInfo) -> None:
-    """Beat the host's record into Redis and write it to its row (seen now, not lost)."""
+    """Beat the host's record into Redis and write it to its row (seen now, not lost). The
+    workers of a new host start together: the row is inserted by one of them, and any other
+    that finds it inserted meanwhile updates it."""
     ctx.stores.hosts.beat(info)
+    said = {**_columns(info), "last_seen": utcnow(), "lost_at": None}
+    if _update(ctx, info.id, said):
+        return
+    try:
+        with ctx.session() as session:
+            session.add(Host(id=info.id, **said))
+    except IntegrityError:  # another worker of the host inserted it first
+        _update(ctx, info.id, said)
+
+
+def _update(ctx: Context, host_id: str, said: dict[str, Any]) -> bool:
+    """Write ``said`` to the host's row; False when it has none."""
     with ctx.session() as session:
-        row = session.get(Host, info.id)
-        if row is None:
-            row = Host(id=info.id, **_columns(info))
-        for name, value in {**_columns(info), "last_seen": utcnow(), "lost_at": None}.items():
-            setattr(row, name, value)
-        session.add(row)
+        found = session.exec(update(Host).where(col(Host.id) == host_id).values(**said))  # type: ignore[call-overload]
+        return bool(found.rowcount)
 
 
 @dataclass

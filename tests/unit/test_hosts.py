@@ -23,8 +23,9 @@ from orchestrator.scheduling.dispatcher import dispatch_round, recover_lost
 from orchestrator.scheduling.queue import MemoryJobs, reconcile
 from orchestrator.service.gc import collect
 from orchestrator.service.submissions import create_website
+from orchestrator.state import hosts as host_state
 from orchestrator.state.hosts import overview, register, stop_lost_hosts, this_host
-from orchestrator.state.models import ApiToken, BuildJob, Website, utcnow
+from orchestrator.state.models import ApiToken, BuildJob, Host, Website, utcnow
 from tests.unit.conftest import record, site_zip
 
 IDLE = (10.0, 10.0)
@@ -158,6 +159,27 @@ def test_a_host_shows_what_its_last_dispatch_round_found(hosts: Hosts) -> None:
     views = {view.id: view.as_json() for view in overview(hosts.a)}
     assert views["a"]["admission"] == "room for a build"
     assert views["b"]["admission"] == "waiting for resources: CPU 97% busy"
+
+
+def test_a_new_hosts_workers_starting_together_do_not_trip_over_its_row(
+    hosts: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = this_host(hosts.a)
+    found_none = host_state._update
+
+    def another_worker_inserts_first(ctx: Context, host_id: str, said: dict) -> bool:
+        if found_none(ctx, host_id, said):
+            return True
+        monkeypatch.setattr(host_state, "_update", found_none)  # what the other worker did, once
+        with ctx.session() as session:
+            session.add(Host(id=host_id, **{**said, "address": "inserted first"}))
+        return False
+
+    monkeypatch.setattr(host_state, "_update", another_worker_inserts_first)
+    assert register(hosts.a, info) == []  # no IntegrityError: the row is updated instead
+    with hosts.a.session() as session:
+        row = session.get(Host, info.id)
+        assert row is not None and row.address == info.address
 
 
 def test_two_hosts_on_one_address_with_overlapping_ports_are_warned_about(hosts: Hosts) -> None:
