@@ -24,7 +24,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     # WAL lets the API read while a worker writes; busy_timeout makes writers queue, not fail.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={defaults.SQLITE_BUSY_SECONDS * 1000}")
     # FULL: a commit is on disk before it returns, so an upload answered 202 survives a power
     # loss too (NORMAL would only survive a crash of the process).
     cursor.execute("PRAGMA synchronous=FULL")
@@ -38,7 +38,9 @@ def make_engine(url: str) -> Engine:
 
         return create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": defaults.SQLITE_BUSY_SECONDS}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)

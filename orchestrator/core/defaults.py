@@ -173,6 +173,10 @@ EVENTS_HELD = 2000
 """Events a build holds for its live watchers while Redis is away (the oldest are dropped: the
 database keeps every line)."""
 
+SQLITE_BUSY_SECONDS = 10
+"""How long one SQLite statement waits for another process's write lock (its busy timeout);
+``Database.patiently`` retries past it."""
+
 DATABASE_PATIENCE_SECONDS = 45.0
 """How long a build's write waits for a database that is locked or unreachable (a restart, a
 long transaction elsewhere) before the fault is the build's."""

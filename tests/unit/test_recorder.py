@@ -202,7 +202,7 @@ def test_with_redis_away_the_record_is_kept_and_watchers_get_the_events_in_order
     ]
 
 
-def test_a_write_waits_for_a_locked_database(tmp_path) -> None:
+def test_a_write_waits_for_a_locked_database(tmp_path, monkeypatch) -> None:
     import sqlite3
     import threading
     import time
@@ -210,17 +210,19 @@ def test_a_write_waits_for_a_locked_database(tmp_path) -> None:
     from sqlalchemy import text
 
     from orchestrator.adapters.database import Database
+    from orchestrator.core import defaults
 
+    monkeypatch.setattr(defaults, "SQLITE_BUSY_SECONDS", 1)
     path = tmp_path / "locked.db"
     database = Database(f"sqlite:///{path}")
     with database.session() as session:
         session.exec(text("CREATE TABLE t (v INTEGER)"))  # type: ignore[call-overload]
     locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock …
-    threading.Timer(12, locker.rollback).start()  # … for longer than SQLite's busy timeout
+    threading.Timer(3, locker.rollback).start()  # … for longer than SQLite's busy timeout
     started = time.monotonic()
     database.patiently(lambda session: session.exec(text("INSERT INTO t VALUES (1)")))
-    assert time.monotonic() - started >= 11
+    assert time.monotonic() - started >= 2.5
     with database.session() as session:
         assert session.exec(text("SELECT count(*) FROM t")).one() == (1,)  # type: ignore[call-overload]
     locker.close()
