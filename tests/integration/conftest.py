@@ -370,7 +370,16 @@ def api_url(main_stack: Stack) -> str:
 
 
 def make_token(role: str, name: str) -> str:
-    return run_cli("token", "create", "--role", role, "--name", name).stdout.strip().splitlines()[-1]
+    """A new token of the main stack (whose environment the tests' process has)."""
+    from orchestrator.adapters.database import Database
+    from orchestrator.service.auth import Role, create_token
+
+    database = Database(settings_of(dict(os.environ)).sqlalchemy_url)
+    try:
+        with database.session() as session:
+            return create_token(session, Role(role), name)[1]
+    finally:
+        database.close()
 
 
 @pytest.fixture(scope="session")
