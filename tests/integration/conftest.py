@@ -232,14 +232,11 @@ class Stack:
     def token(self, role: str, name: str) -> str:
         """A new token, written to the stack's database from here: what `orchestrator token
         create` does (tested as the stack starts), without its 2 s of process start-up."""
-        from orchestrator.service.auth import Role, create_token
+        from orchestrator.adapters.database import Database
 
         if self._database is None:
-            from orchestrator.adapters.database import Database
-
             self._database = Database(settings_of(self.env).sqlalchemy_url)
-        with self._database.session() as session:
-            return create_token(session, Role(role), name)[1]
+        return new_token(self._database, role, name)
 
     def client(self, role: str = "admin", name: str = "tests") -> httpx.Client:
         """A client with a new token (closed when the stack stops)."""
@@ -334,6 +331,14 @@ def settings_of(env: dict[str, str]):
         os.environ.update(saved)
 
 
+def new_token(database, role: str, name: str) -> str:
+    """A token stored in ``database``, in clear text: the service's own create_token."""
+    from orchestrator.service.auth import Role, create_token
+
+    with database.session() as session:
+        return create_token(session, Role(role), name)[1]
+
+
 def stack_env(tmp: Path, redis_db: int, ports: tuple[int, int], **overrides: str) -> dict[str, str]:
     """The environment of an isolated stack: its own Redis database, data, labels and ports."""
     from redis import Redis
@@ -372,12 +377,10 @@ def api_url(main_stack: Stack) -> str:
 def make_token(role: str, name: str) -> str:
     """A new token of the main stack (whose environment the tests' process has)."""
     from orchestrator.adapters.database import Database
-    from orchestrator.service.auth import Role, create_token
 
     database = Database(settings_of(dict(os.environ)).sqlalchemy_url)
     try:
-        with database.session() as session:
-            return create_token(session, Role(role), name)[1]
+        return new_token(database, role, name)
     finally:
         database.close()
 
